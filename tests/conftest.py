@@ -1,0 +1,17 @@
+"""Shared fixtures: generated sets are built once per test session."""
+
+import functools
+
+import pytest
+
+from ambig_jax.datasets import generator
+
+
+@functools.lru_cache(maxsize=None)
+def generated(dataset_id: int, seed: int = 0) -> generator.GeneratedSet:
+    return generator.generate(dataset_id, seed)
+
+
+@pytest.fixture(scope="session")
+def gen():
+    return generated

@@ -1,0 +1,153 @@
+import numpy as np
+import pytest
+
+from ambig_jax.datasets import catalog
+from ambig_jax.datasets import generator
+from ambig_jax.datasets import loader
+
+# Two-class sets whose target rows are decorrelated: spurious == label on about half of them.
+SHIFTED = (1, 2, 3, 4, 5, 6, 7, 8, 23)
+INPUT_SHAPES = {0: (2,), 6: (1, 28, 28), 7: (1, 28, 28), 8: (1, 28, 28), 23: (99,), 456: (99,)}
+
+
+def _binomial_band(n, p, z=5.0):
+    half = z * np.sqrt(p * (1 - p) / n)
+    return p - half, p + half
+
+
+@pytest.mark.parametrize("dataset_id", catalog.GENERATABLE_IDS)
+def test_shapes_dtypes_and_labels(gen, dataset_id):
+    g = gen(dataset_id)
+    info = catalog.CATALOG[dataset_id]
+    if info.sizes is not None:
+        assert g.sizes() == info.sizes
+    for split in generator.SPLITS:
+        x, y = g.x[split], g.y[split]
+        assert x.dtype == np.float64 and y.dtype == np.int64
+        assert x.shape == (len(y),) + INPUT_SHAPES.get(dataset_id, (1, 28, 56))
+        assert set(np.unique(y)) == set(info.classes), split
+        assert np.isfinite(x).all()
+        assert g.meta[split]["spurious"].shape == y.shape
+
+
+def test_original_sizes():
+    expected = {1: (1267, 3798, 1267), 2: (1188, 3564, 1188), 12: (889, 3809, 381),
+                13: (900, 3861, 387), 23: (1209, 3625, 1209), 456: (1718, 5153, 1718)}
+    for dataset_id, sizes in expected.items():
+        assert catalog.CATALOG[dataset_id].sizes == sizes
+
+
+def test_size_rule_matches_recipe():
+    info = catalog.CATALOG[3]
+    assert generator.split_sizes(info, 6000, no_shift=False) == (1200, 3600, 1200)
+    assert generator.split_sizes(info, 6000, no_shift=True) == (840, 3600, 360)
+
+
+def test_deterministic_per_seed():
+    a, b, c = generator.generate(2, 5), generator.generate(2, 5), generator.generate(2, 6)
+    for split in generator.SPLITS:
+        np.testing.assert_array_equal(a.x[split], b.x[split])
+        np.testing.assert_array_equal(a.y[split], b.y[split])
+    assert not np.array_equal(a.x["target"], c.x["target"])
+
+
+@pytest.mark.parametrize("dataset_id", (0,) + SHIFTED + (456,))
+def test_spurious_feature_correlated_on_labeled_decorrelated_on_target(gen, dataset_id):
+    g = gen(dataset_id)
+    spurious, y = g.meta["labeled"]["spurious"], g.y["labeled"]
+    np.testing.assert_array_equal(spurious, y)
+    agree = np.mean(g.meta["target"]["spurious"] == g.y["target"])
+    lo, hi = _binomial_band(len(g.y["target"]), 1 / len(g.info.classes))
+    assert lo < agree < hi
+
+
+@pytest.mark.parametrize("dataset_id,mix_rate", [(1, 0.5), (5, 0.03), (12, 0.0)])
+def test_unlabeled_mix_rate(gen, dataset_id, mix_rate):
+    g = gen(dataset_id)
+    cross = np.mean(g.meta["unlabeled"]["spurious"] != g.y["unlabeled"])
+    lo, hi = _binomial_band(len(g.y["unlabeled"]), mix_rate / 2)  # half the mixed rows cross
+    assert lo <= cross <= hi
+
+
+def test_no_shift_sets_keep_the_correlation_on_target(gen):
+    for dataset_id in (12, 13):
+        g = gen(dataset_id)
+        clean = ~g.meta["target"].get("backdoor", np.zeros(len(g.y["target"]), bool))
+        np.testing.assert_array_equal(g.meta["target"]["spurious"][clean], g.y["target"][clean])
+
+
+def test_backdoor_rows(gen):
+    g = gen(13)
+    rows = np.concatenate([g.meta[s]["backdoor"] for s in ("labeled", "target")])
+    labels = np.concatenate([g.y[s] for s in ("labeled", "target")])
+    x = np.concatenate([g.x[s] for s in ("labeled", "target")])
+    lo, hi = _binomial_band(len(rows), generator.BACKDOOR_RATE)
+    assert lo < rows.mean() < hi
+    assert np.all(labels[rows] == 1)
+    assert np.all(x[rows].max(axis=(1, 2, 3)) > 2.0)
+    assert np.all(x[~rows].max(axis=(1, 2, 3)) < 1.5)
+
+
+def test_constant_exemplar_is_the_spurious_half(gen):
+    g = gen(2)
+    for split in generator.SPLITS:
+        right, spurious = g.x[split][:, 0, :, 28:], g.meta[split]["spurious"]
+        for c in g.info.classes:
+            halves = right[spurious == c]
+            assert np.abs(halves - halves.mean(axis=0)).max() < 0.2  # one image plus noise
+    assert not np.allclose(g.x["target"][:, 0, :, :28].std(axis=0), 0.02, atol=0.05)
+
+
+@pytest.mark.parametrize("dataset_id", (4, 5))
+def test_uniform_grey_encodes_the_spurious_class(gen, dataset_id):
+    g = gen(dataset_id)
+    for split in generator.SPLITS:
+        x, m = g.x[split][:, 0], g.meta[split]
+        swapped = m.get("swapped", np.zeros(len(x), bool))
+        grey = np.where(swapped[:, None, None], x[:, :, :28], x[:, :, 28:])
+        np.testing.assert_array_equal(grey.min(axis=(1, 2)), grey.max(axis=(1, 2)))
+        np.testing.assert_allclose(grey[:, 0, 0], m["spurious"] * 0.5 - 2.0)
+        if dataset_id == 4:
+            lo, hi = _binomial_band(len(x), 0.5)
+            assert lo < swapped.mean() < hi
+        else:
+            assert "swapped" not in m
+
+
+def test_random_row_swaps_the_sides(gen):
+    g = gen(3)
+    swapped = g.meta["target"]["swapped"]
+    lo, hi = _binomial_band(len(swapped), 0.5)
+    assert lo < swapped.mean() < hi
+
+
+def test_noise_level_encodes_the_second_class(gen):
+    g = gen(8)
+    corner = g.x["labeled"][:, 0, :4, :4].reshape(len(g.y["labeled"]), -1)  # background pixels
+    std = corner.std(axis=1)
+    for c in g.info.classes:
+        expected = np.hypot(0.1 * (1 + c), generator.DIGIT_NOISE_STD)
+        assert abs(np.median(std[g.meta["labeled"]["spurious"] == c]) - expected) < 0.1 * expected
+
+
+def test_sums_add_the_digits(gen):
+    g6, g7 = gen(6), gen(7)
+    assert g6.x["labeled"].max() > 1.2  # overlapping strokes exceed one digit's range
+    assert g7.meta["target"]["spurious_all"].shape == (len(g7.y["target"]), 2)
+
+
+def test_saved_folder_loads_back(tmp_path, gen):
+    g = gen(23)
+    generator.save(g, tmp_path)
+    ds = loader.load_dataset(tmp_path / "public", 23)
+    np.testing.assert_array_equal(ds.to_original(ds.y_labeled), g.y["labeled"])
+    np.testing.assert_allclose(ds.x_target, g.x["target"].astype(np.float32))
+    np.testing.assert_array_equal(generator.load_hidden_labels(tmp_path, 23), g.y["target"])
+    meta = np.load(tmp_path / "hidden" / "23_meta.npz")
+    np.testing.assert_array_equal(meta["target/spurious"], g.meta["target"]["spurious"])
+
+
+@pytest.mark.parametrize("dataset_id", (888, 999, 42))
+def test_sets_without_offline_data_are_refused(dataset_id):
+    with pytest.raises(generator.GeneratorError, match="cannot be generated offline"):
+        generator.generate(dataset_id, 0)
