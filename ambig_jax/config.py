@@ -1,0 +1,50 @@
+"""The one frozen description of a run; flags select, this describes (saved as config.json)."""
+
+import dataclasses
+import json
+
+STRATEGIES = ("seqmi", "divdis", "dbat", "erm")
+POOLS = ("unlabeled+target", "target")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Hyper-parameters of a run; the same values serve every data set.
+
+    Strategies (how heads are made to differ on the unlabeled pool):
+      seqmi: head 0 is plain ERM; head h minimises its mutual information with the frozen heads
+        before it (D-BAT's ordering, DivDis's measure).
+      divdis: mutual information between every pair of heads, all heads trained jointly (DivDis).
+      dbat: head h maximises the probability of disagreeing with each frozen earlier head (D-BAT).
+      erm: no diversity term; heads differ by their initialisation only.
+    """
+    strategy: str = "seqmi"
+    num_heads: int = 2
+    backbone: str = "mlp"
+    hidden: tuple[int, ...] = (256, 128)
+    steps: int = 1500
+    batch_labeled: int = 128
+    batch_pool: int = 256
+    pool: str = "unlabeled+target"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    diversity_weight: float = 1.0
+    prior_weight: float = 1.0
+    seed: int = 0
+    budget: int = 5
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
+        if self.num_heads < 1:
+            raise ValueError(f"num_heads must be >= 1, got {self.num_heads}")
+        if not 0 <= self.budget <= 5:
+            raise ValueError(f"budget must be between 0 and 5 labels, got {self.budget}")
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

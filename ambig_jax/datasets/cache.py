@@ -1,0 +1,37 @@
+"""Generated sets cached on disk, so a run with no data folder builds what it needs once."""
+
+import os
+import pathlib
+
+from ambig_jax.datasets import catalog
+from ambig_jax.datasets import generator
+from ambig_jax.datasets import loader
+
+CACHE_ENV = "AMBIG_JAX_CACHE"
+
+
+def generated_dir(seed: int) -> pathlib.Path:
+    """`$AMBIG_JAX_CACHE/generated/seed<S>` (default `~/.cache/ambig_jax/...`)."""
+    root = os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "ambig_jax"
+    return pathlib.Path(root) / "generated" / f"seed{seed}"
+
+
+def ensure_generated(data_dir, dataset_id: int, seed: int) -> None:
+    """Generates set `dataset_id` into `data_dir` unless its files and hidden labels exist."""
+    data_dir = pathlib.Path(data_dir)
+    info = catalog.info_for(dataset_id)
+    folder = data_dir / "public" / info.name
+    complete = all((folder / f).is_file() for f in loader.FILES) and \
+        (data_dir / "hidden" / f"{dataset_id}.npy").is_file()
+    if not complete:
+        generator.save(generator.generate(dataset_id, seed), data_dir)
+
+
+def parse_ids(spec: str) -> list[int]:
+    """'all' -> every generatable id; '1,23' -> [1, 23]."""
+    if spec == "all":
+        return list(catalog.GENERATABLE_IDS)
+    try:
+        return [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"dataset must be 'all' or comma-separated ids, got {spec!r}") from None

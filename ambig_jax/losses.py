@@ -1,0 +1,147 @@
+"""Pure losses of the diverse ensemble. Shapes: H heads, B samples, C classes.
+
+Every function takes arrays only (no config) and returns a scalar or a small array; all are
+finite, with finite gradients, at saturated probabilities (exact 0 and 1).
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def _entropy_term(p: jax.Array) -> jax.Array:
+    """Elementwise p * log p with 0 log 0 = 0 and a finite (zero) gradient at p = 0.
+
+    `jax.scipy.special.xlogy(p, p)` has the right value but a NaN gradient at 0; the double
+    `where` keeps both value and gradient finite.
+    """
+    positive = p > 0
+    return jnp.where(positive, p * jnp.log(jnp.where(positive, p, 1.0)), 0.0)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Mean cross-entropy per head.
+
+    Args:
+      logits: [H, B, C].
+      labels: [B] int class indices, shared by all heads.
+
+    Returns:
+      [H] mean over the batch of -log softmax(logits)[label].
+    """
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    picked = jnp.take_along_axis(log_probs, labels[None, :, None], axis=-1)[..., 0]
+    return -picked.mean(axis=-1)
+
+
+def pairwise_joint(probs_a: jax.Array, probs_b: jax.Array) -> jax.Array:
+    """Empirical joint distribution of the classes of two sets of heads on one batch.
+
+    Args:
+      probs_a: [H, B, C]; probs_b: [G, B, C].
+
+    Returns:
+      [H, G, C, C]: joint[h, g, i, j] = mean_b probs_a[h, b, i] * probs_b[g, b, j].
+    """
+    return jnp.einsum("hbi,gbj->hgij", probs_a, probs_b) / probs_a.shape[1]
+
+
+def mutual_information_matrix(probs_a: jax.Array, probs_b: jax.Array) -> jax.Array:
+    """Mutual information (nats) between every head of `probs_a` and every head of `probs_b`.
+
+    For heads h and g with batch joint P = pairwise_joint(...)[h, g] and marginals p = P.sum(1),
+    q = P.sum(0): I = sum_ij P_ij log(P_ij / (p_i q_j)) = -H(P) + H(p) + H(q) >= 0.
+
+    Args:
+      probs_a: [H, B, C]; probs_b: [G, B, C].
+
+    Returns:
+      [H, G] mutual information; the diagonal of (probs, probs) holds each head's entropy of
+      its mean prediction.
+    """
+    joint = pairwise_joint(probs_a, probs_b)
+    neg_joint_entropy = _entropy_term(joint).sum(axis=(-1, -2))
+    neg_entropy_a = _entropy_term(joint.sum(axis=-1)).sum(axis=-1)
+    neg_entropy_b = _entropy_term(joint.sum(axis=-2)).sum(axis=-1)
+    return jnp.maximum(neg_joint_entropy - neg_entropy_a - neg_entropy_b, 0.0)
+
+
+def _pair_mask(num_heads: int) -> jax.Array:
+    """[H, H] float mask of the pairs (h, g) with g < h."""
+    return jnp.tril(jnp.ones((num_heads, num_heads)), k=-1)
+
+
+def _mean_over_pairs(matrix: jax.Array) -> jax.Array:
+    num_heads = matrix.shape[0]
+    if num_heads < 2:
+        return jnp.zeros((), matrix.dtype)
+    mask = _pair_mask(num_heads)
+    return (matrix * mask).sum() / mask.sum()
+
+
+def mutual_information(probs: jax.Array) -> jax.Array:
+    """DivDis diversity: mean over head pairs h < g of the batch mutual information.
+
+    Args:
+      probs: [H, B, C] predicted class probabilities of H heads on one unlabeled batch.
+
+    Returns:
+      Scalar in nats; 0 for fewer than 2 heads. Two identical confident balanced binary heads
+      give log 2; two heads independent on the batch give 0.
+    """
+    return _mean_over_pairs(mutual_information_matrix(probs, probs))
+
+
+def _mean_over_earlier(matrix: jax.Array) -> jax.Array:
+    """[H, H] values v[h, g] -> [H]: mean over g < h of v[h, g]; 0 for head 0."""
+    mask = _pair_mask(matrix.shape[0])
+    return (matrix * mask).sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)
+
+
+def sequential_mutual_information(probs: jax.Array) -> jax.Array:
+    """Per head h: mean over g < h of I(head h; frozen head g); later heads move away.
+
+    The earlier head enters through `stop_gradient`, so head 0 trains on its other losses only
+    (plain ERM), head 1 is pushed to be independent of head 0, head 2 of heads 0 and 1, ...:
+    D-BAT's sequential ordering with DivDis's mutual information, in one parallel step.
+
+    Args:
+      probs: [H, B, C].
+
+    Returns:
+      [H] in nats; entry 0 is 0.
+    """
+    return _mean_over_earlier(mutual_information_matrix(probs, jax.lax.stop_gradient(probs)))
+
+
+def dbat_disagreement(probs: jax.Array) -> jax.Array:
+    """D-BAT loss per head h: mean over g < h of -log P(head h and frozen head g disagree).
+
+    For one sample, P(disagree) = 1 - sum_c p_h(c) p_g(c); in the binary case this is D-BAT's
+    -log(p_h(0) p_g(1) + p_h(1) p_g(0)). The earlier head is frozen (`stop_gradient`); the
+    agreement is clipped below 1 so that two saturated, agreeing heads give a large finite loss.
+
+    Args:
+      probs: [H, B, C].
+
+    Returns:
+      [H], mean over the batch; entry 0 is 0.
+    """
+    agree = jnp.einsum("hbc,gbc->hgb", probs, jax.lax.stop_gradient(probs))
+    loss = -jnp.log1p(-jnp.clip(agree, 0.0, 1.0 - 1e-6)).mean(axis=-1)
+    return _mean_over_earlier(loss)
+
+
+def prior_kl(probs: jax.Array, prior: jax.Array) -> jax.Array:
+    """Mean over heads of KL(prior || mean prediction of the head on the batch).
+
+    Keeps each head's class balance on unlabeled data near the labeled prior, as in DivDis.
+
+    Args:
+      probs: [H, B, C]; prior: [C] class frequencies of the labeled data.
+
+    Returns:
+      Scalar >= 0.
+    """
+    mean = probs.mean(axis=1)
+    log_ratio = jnp.log(jnp.where(prior > 0, prior, 1.0)) - jnp.log(jnp.maximum(mean, 1e-30))
+    return jnp.where(prior > 0, prior * log_ratio, 0.0).sum(axis=-1).mean()

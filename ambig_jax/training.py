@@ -1,0 +1,175 @@
+"""Training the ensemble: one jitted `lax.scan` over all steps, heads vmapped (or sharded).
+
+Data flow: standardised inputs live on the device; each step draws a labeled batch and a
+pool batch (unlabeled and/or target rows, allowed by the challenge's rules) from its own
+`fold_in` key, computes per-head losses and returns `(state, metrics)`.
+"""
+
+import dataclasses
+import functools
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+from ambig_jax import losses
+from ambig_jax import models
+from ambig_jax.config import Config
+from ambig_jax.datasets.loader import Dataset
+
+METRIC_NAMES = ("loss", "cross_entropy", "diversity", "prior", "labeled_accuracy")
+
+
+@chex.dataclass
+class TrainState:
+    params: chex.ArrayTree  # every leaf [H, ...]
+    opt_state: chex.ArrayTree
+    step: chex.Array
+
+
+@dataclasses.dataclass
+class TrainedEnsemble:
+    """What training leaves behind: enough to predict, plus the curves and timings."""
+    config: Config
+    module: object
+    params: chex.ArrayTree
+    standardizer: models.Standardizer
+    metrics: dict[str, np.ndarray]  # name -> [steps] (labeled_accuracy: [steps, H])
+    compile_seconds: float
+    train_seconds: float
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+        """Class probabilities [H, N, C] of every head on raw inputs x [N, *S]."""
+        apply = _jitted_probs(self.module)
+        x = self.standardizer(np.asarray(x, np.float32))
+        return np.concatenate([np.asarray(apply(self.params, x[i:i + batch_size]))
+                               for i in range(0, len(x), batch_size)], axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_probs(module):
+    return jax.jit(lambda params, x: jax.nn.softmax(models.ensemble_apply(module, params, x)))
+
+
+def diversity_loss(strategy: str, probs: jax.Array) -> jax.Array:
+    """Scalar diversity term of a strategy on pool probabilities [H, B, C]."""
+    if strategy == "divdis":
+        return losses.mutual_information(probs)
+    if strategy == "seqmi":
+        return losses.sequential_mutual_information(probs).mean()
+    if strategy == "dbat":
+        return losses.dbat_disagreement(probs).mean()
+    return jnp.zeros((), probs.dtype)
+
+
+def make_step(module, optimizer, config: Config):
+    """The pure training step `(state, key, data) -> (state, metrics)`."""
+
+    def loss_fn(params, x_lab, y_lab, x_pool, prior):
+        logits_lab = models.ensemble_apply(module, params, x_lab)  # [H, Bl, C]
+        probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool))  # [H, Bp, C]
+        ce = losses.cross_entropy(logits_lab, y_lab).mean()
+        div = diversity_loss(config.strategy, probs_pool)
+        prior_term = losses.prior_kl(probs_pool, prior) if config.strategy != "erm" else 0.0 * ce
+        total = ce + config.diversity_weight * div + config.prior_weight * prior_term
+        accuracy = (logits_lab.argmax(-1) == y_lab[None]).mean(axis=-1)
+        return total, dict(loss=total, cross_entropy=ce, diversity=div, prior=prior_term,
+                           labeled_accuracy=accuracy)
+
+    def step(state: TrainState, key, data):
+        x_lab, y_lab, x_pool, prior = data
+        key = jax.random.fold_in(key, state.step)
+        lab_key, pool_key = jax.random.split(key)
+        lab_idx = jax.random.randint(lab_key, (config.batch_labeled,), 0, x_lab.shape[0])
+        pool_idx = jax.random.randint(pool_key, (config.batch_pool,), 0, x_pool.shape[0])
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(
+            state.params, x_lab[lab_idx], y_lab[lab_idx], x_pool[pool_idx], prior)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    return step
+
+
+def head_mesh(num_heads: int):
+    """A 1-D mesh over the head axis when several devices divide H, else None (one device)."""
+    count = jax.device_count()
+    if count == 1 or num_heads % count:
+        return None
+    return jax.make_mesh((count,), ("heads",), axis_types=(AxisType.Auto,))
+
+
+def _shard_heads(tree, mesh):
+    """Places every leaf with a leading head axis across the mesh; scalars are replicated."""
+    def place(leaf):
+        spec = PartitionSpec("heads") if getattr(leaf, "ndim", 0) >= 1 else PartitionSpec()
+        return jax.device_put(leaf, NamedSharding(mesh, spec))
+    return jax.tree.map(place, tree)
+
+
+def check_finite(metrics: dict[str, np.ndarray]) -> None:
+    """Raises FloatingPointError naming the first step and term that is not finite."""
+    for name in ("cross_entropy", "diversity", "prior", "loss"):
+        bad = np.flatnonzero(~np.isfinite(metrics[name]))
+        if bad.size:
+            raise FloatingPointError(
+                f"non-finite {name} loss at step {int(bad[0])} (value {metrics[name][bad[0]]}); "
+                "lower the learning rate or check the inputs for extreme values")
+
+
+def pool_inputs(dataset: Dataset, pool: str) -> np.ndarray:
+    """The unlabeled rows the diversity term sees: unlabeled + target, or target only."""
+    if pool == "target":
+        return dataset.x_target
+    return np.concatenate([dataset.x_unlabeled, dataset.x_target])
+
+
+def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> TrainedEnsemble:
+    """Trains `config.num_heads` heads on a data set; the whole run is one compiled scan.
+
+    Args:
+      config: hyper-parameters (strategy, heads, steps, ...).
+      dataset: labeled, unlabeled and target inputs; target labels are never used.
+      key: PRNG key; defaults to `jax.random.key(config.seed)`.
+
+    Returns:
+      The trained ensemble with per-step metrics and compile/run timings.
+    """
+    key = jax.random.key(config.seed) if key is None else key
+    init_key, train_key = jax.random.split(key)
+    standardizer = models.Standardizer.fit(dataset.x_labeled, dataset.x_unlabeled,
+                                           dataset.x_target)
+    module = models.make_backbone(dataset.input_shape, dataset.num_classes, config.backbone,
+                                  config.hidden)
+    optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
+    params = models.init_ensemble(module, init_key, config.num_heads, dataset.input_shape)
+    state = TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32))
+    mesh = head_mesh(config.num_heads)
+    if mesh is not None:
+        state = TrainState(params=_shard_heads(state.params, mesh),
+                           opt_state=_shard_heads(state.opt_state, mesh), step=state.step)
+
+    prior = np.bincount(dataset.y_labeled, minlength=dataset.num_classes) / len(dataset.y_labeled)
+    data = (jnp.asarray(standardizer(dataset.x_labeled)), jnp.asarray(dataset.y_labeled),
+            jnp.asarray(standardizer(pool_inputs(dataset, config.pool))),
+            jnp.asarray(prior, jnp.float32))
+    step = make_step(module, optimizer, config)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def run(state, key, data):
+        return jax.lax.scan(lambda s, _: step(s, key, data), state, None, length=config.steps)
+
+    t0 = time.perf_counter()
+    compiled = run.lower(state, train_key, data).compile()
+    t1 = time.perf_counter()
+    state, metrics = compiled(state, train_key, data)
+    metrics = jax.tree.map(np.asarray, metrics)
+    t2 = time.perf_counter()
+    check_finite(metrics)
+    return TrainedEnsemble(config=config, module=module, params=state.params,
+                           standardizer=standardizer, metrics=metrics,
+                           compile_seconds=t1 - t0, train_seconds=t2 - t1)
