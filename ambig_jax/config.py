@@ -3,7 +3,7 @@
 import dataclasses
 import json
 
-STRATEGIES = ("seqmi", "divdis", "dbat", "erm")
+STRATEGIES = ("hybrid", "divdis", "seqmi", "dbat", "erm")
 POOLS = ("unlabeled+target", "target")
 
 
@@ -11,15 +11,16 @@ POOLS = ("unlabeled+target", "target")
 class Config:
     """Hyper-parameters of a run; the same values serve every data set.
 
-    Strategies (how heads are made to differ on the unlabeled pool):
+    Strategies (how heads are made to differ on the unlabeled pool; `training.diversity_edges`):
+      hybrid: head 0 plain ERM; head 1 independent of head 0; heads 2.. a joint DivDis group.
       seqmi: head 0 is plain ERM; head h minimises its mutual information with the frozen heads
         before it (D-BAT's ordering, DivDis's measure).
       divdis: mutual information between every pair of heads, all heads trained jointly (DivDis).
       dbat: head h maximises the probability of disagreeing with each frozen earlier head (D-BAT).
       erm: no diversity term; heads differ by their initialisation only.
     """
-    strategy: str = "seqmi"
-    num_heads: int = 2
+    strategy: str = "hybrid"
+    num_heads: int = 4
     backbone: str = "mlp"
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 1500
@@ -30,6 +31,7 @@ class Config:
     weight_decay: float = 1e-4
     diversity_weight: float = 1.0
     prior_weight: float = 1.0
+    label_smoothing: float = 0.1
     seed: int = 0
     budget: int = 5
 

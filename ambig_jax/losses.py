@@ -6,6 +6,7 @@ finite, with finite gradients, at saturated probabilities (exact 0 and 1).
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def _entropy_term(p: jax.Array) -> jax.Array:
@@ -18,19 +19,20 @@ def _entropy_term(p: jax.Array) -> jax.Array:
     return jnp.where(positive, p * jnp.log(jnp.where(positive, p, 1.0)), 0.0)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean cross-entropy per head.
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) -> jax.Array:
+    """Mean cross-entropy per head, with optional label smoothing.
 
     Args:
       logits: [H, B, C].
       labels: [B] int class indices, shared by all heads.
+      smoothing: eps; the target is (1 - eps) one_hot + eps / C.
 
     Returns:
-      [H] mean over the batch of -log softmax(logits)[label].
+      [H] mean over the batch of -sum_c target_c log softmax(logits)_c.
     """
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(log_probs, labels[None, :, None], axis=-1)[..., 0]
-    return -picked.mean(axis=-1)
+    num_classes = logits.shape[-1]
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
+    return -(targets[None] * jax.nn.log_softmax(logits, axis=-1)).sum(-1).mean(axis=-1)
 
 
 def pairwise_joint(probs_a: jax.Array, probs_b: jax.Array) -> jax.Array:
@@ -91,48 +93,51 @@ def mutual_information(probs: jax.Array) -> jax.Array:
     return _mean_over_pairs(mutual_information_matrix(probs, probs))
 
 
-def _mean_over_earlier(matrix: jax.Array) -> jax.Array:
-    """[H, H] values v[h, g] -> [H]: mean over g < h of v[h, g]; 0 for head 0."""
-    mask = _pair_mask(matrix.shape[0])
-    return (matrix * mask).sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)
+def _mean_over_edges(values: jax.Array, edges: jax.Array) -> jax.Array:
+    """[H, G] values and 0/1 edges -> [H]: mean of values[h, g] over the edges of h (0 if none)."""
+    return (values * edges).sum(axis=1) / jnp.maximum(edges.sum(axis=1), 1.0)
 
 
-def sequential_mutual_information(probs: jax.Array) -> jax.Array:
-    """Per head h: mean over g < h of I(head h; frozen head g); later heads move away.
+def directed_mutual_information(probs: jax.Array, edges: jax.Array) -> jax.Array:
+    """Per head h: mean over its edges (h, g) of I(head h; frozen head g).
 
-    The earlier head enters through `stop_gradient`, so head 0 trains on its other losses only
-    (plain ERM), head 1 is pushed to be independent of head 0, head 2 of heads 0 and 1, ...:
-    D-BAT's sequential ordering with DivDis's mutual information, in one parallel step.
+    The other head enters through `stop_gradient`, so an edge (h, g) moves head h only. Edges
+    both ways between h and g give the gradient of the symmetric I(h; g) (DivDis); edges g < h
+    only give D-BAT's sequential ordering (head 0 plain ERM, head 1 independent of head 0, ...).
 
     Args:
-      probs: [H, B, C].
+      probs: [H, B, C] pool probabilities.
+      edges: [H, H] 0/1; edges[h, g] = 1 pushes head h away from head g. Diagonal ignored.
 
     Returns:
-      [H] in nats; entry 0 is 0.
+      [H] in nats; 0 for a head without edges.
     """
-    return _mean_over_earlier(mutual_information_matrix(probs, jax.lax.stop_gradient(probs)))
+    edges = edges * (1.0 - jnp.eye(edges.shape[0]))
+    mi = mutual_information_matrix(probs, jax.lax.stop_gradient(probs))
+    return _mean_over_edges(mi, edges)
 
 
-def dbat_disagreement(probs: jax.Array) -> jax.Array:
-    """D-BAT loss per head h: mean over g < h of -log P(head h and frozen head g disagree).
+def directed_disagreement(probs: jax.Array, edges: jax.Array) -> jax.Array:
+    """D-BAT loss per head h: mean over its edges (h, g) of -log P(h and frozen g disagree).
 
     For one sample, P(disagree) = 1 - sum_c p_h(c) p_g(c); in the binary case this is D-BAT's
-    -log(p_h(0) p_g(1) + p_h(1) p_g(0)). The earlier head is frozen (`stop_gradient`); the
-    agreement is clipped below 1 so that two saturated, agreeing heads give a large finite loss.
+    -log(p_h(0) p_g(1) + p_h(1) p_g(0)). The agreement is clipped below 1 so that two
+    saturated, agreeing heads give a large finite loss.
 
     Args:
-      probs: [H, B, C].
+      probs: [H, B, C]; edges: [H, H] 0/1 as in `directed_mutual_information`.
 
     Returns:
-      [H], mean over the batch; entry 0 is 0.
+      [H], mean over the batch; 0 for a head without edges.
     """
+    edges = edges * (1.0 - jnp.eye(edges.shape[0]))
     agree = jnp.einsum("hbc,gbc->hgb", probs, jax.lax.stop_gradient(probs))
     loss = -jnp.log1p(-jnp.clip(agree, 0.0, 1.0 - 1e-6)).mean(axis=-1)
-    return _mean_over_earlier(loss)
+    return _mean_over_edges(loss, edges)
 
 
 def prior_kl(probs: jax.Array, prior: jax.Array) -> jax.Array:
-    """Mean over heads of KL(prior || mean prediction of the head on the batch).
+    """Per head, KL(prior || mean prediction of the head on the batch).
 
     Keeps each head's class balance on unlabeled data near the labeled prior, as in DivDis.
 
@@ -140,8 +145,8 @@ def prior_kl(probs: jax.Array, prior: jax.Array) -> jax.Array:
       probs: [H, B, C]; prior: [C] class frequencies of the labeled data.
 
     Returns:
-      Scalar >= 0.
+      [H], each >= 0.
     """
     mean = probs.mean(axis=1)
     log_ratio = jnp.log(jnp.where(prior > 0, prior, 1.0)) - jnp.log(jnp.maximum(mean, 1e-30))
-    return jnp.where(prior > 0, prior * log_ratio, 0.0).sum(axis=-1).mean()
+    return jnp.where(prior > 0, prior * log_ratio, 0.0).sum(axis=-1)

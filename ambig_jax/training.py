@@ -55,30 +55,57 @@ def _jitted_probs(module):
     return jax.jit(lambda params, x: jax.nn.softmax(models.ensemble_apply(module, params, x)))
 
 
-def diversity_loss(strategy: str, probs: jax.Array) -> jax.Array:
-    """Scalar diversity term of a strategy on pool probabilities [H, B, C]."""
+def diversity_edges(strategy: str, num_heads: int) -> np.ndarray:
+    """[H, H] 0/1 matrix; edges[h, g] = 1 pushes head h away from (frozen) head g.
+
+    erm: none. divdis: every pair both ways (joint). seqmi, dbat: g < h (sequential: head 0 is
+    plain ERM). hybrid: head 0 an ERM anchor; head 1 pushed from head 0 (finds the feature
+    left over when ERM took the simplest one); heads 2..H-1 a joint DivDis group (finds two
+    features of equal simplicity, where ERM mixes them).
+    """
+    h = num_heads
+    if strategy == "erm":
+        return np.zeros((h, h), np.float32)
     if strategy == "divdis":
-        return losses.mutual_information(probs)
-    if strategy == "seqmi":
-        return losses.sequential_mutual_information(probs).mean()
-    if strategy == "dbat":
-        return losses.dbat_disagreement(probs).mean()
-    return jnp.zeros((), probs.dtype)
+        return 1.0 - np.eye(h, dtype=np.float32)
+    if strategy in ("seqmi", "dbat"):
+        return np.tril(np.ones((h, h), np.float32), k=-1)
+    if strategy == "hybrid":
+        edges = np.zeros((h, h), np.float32)
+        if h >= 2:
+            edges[1, 0] = 1.0
+        edges[2:, 2:] = 1.0 - np.eye(max(h - 2, 0), dtype=np.float32)
+        return edges
+    raise ValueError(f"unknown strategy {strategy!r}")
 
 
 def make_step(module, optimizer, config: Config):
-    """The pure training step `(state, key, data) -> (state, metrics)`."""
+    """The pure training step `(state, key, data) -> (state, metrics)`.
+
+    Per head h: cross-entropy on labeled data + diversity_weight * its diversity term +
+    prior_weight * KL(prior || its mean pool prediction). Heads that are pushed (have edges)
+    also get label smoothing: without it their predictions saturate on the labeled fit, and
+    a saturated softmax passes no gradient from the diversity term (measured on sets 04/05:
+    0.70 -> 0.98 target accuracy). Anchor heads stay plain ERM.
+    """
+    edges = jnp.asarray(diversity_edges(config.strategy, config.num_heads))
+    pushed = (edges.sum(axis=1) > 0).astype(jnp.float32)  # [H]
+    diversity = (losses.directed_disagreement if config.strategy == "dbat"
+                 else losses.directed_mutual_information)
 
     def loss_fn(params, x_lab, y_lab, x_pool, prior):
         logits_lab = models.ensemble_apply(module, params, x_lab)  # [H, Bl, C]
         probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool))  # [H, Bp, C]
-        ce = losses.cross_entropy(logits_lab, y_lab).mean()
-        div = diversity_loss(config.strategy, probs_pool)
-        prior_term = losses.prior_kl(probs_pool, prior) if config.strategy != "erm" else 0.0 * ce
-        total = ce + config.diversity_weight * div + config.prior_weight * prior_term
+        ce = jnp.where(pushed > 0,
+                       losses.cross_entropy(logits_lab, y_lab, config.label_smoothing),
+                       losses.cross_entropy(logits_lab, y_lab))
+        div = diversity(probs_pool, edges)
+        prior_term = pushed * losses.prior_kl(probs_pool, prior)
+        per_head = ce + config.diversity_weight * div + config.prior_weight * prior_term
         accuracy = (logits_lab.argmax(-1) == y_lab[None]).mean(axis=-1)
-        return total, dict(loss=total, cross_entropy=ce, diversity=div, prior=prior_term,
-                           labeled_accuracy=accuracy)
+        return per_head.mean(), dict(loss=per_head.mean(), cross_entropy=ce.mean(),
+                                     diversity=div.mean(), prior=prior_term.mean(),
+                                     labeled_accuracy=accuracy)
 
     def step(state: TrainState, key, data):
         x_lab, y_lab, x_pool, prior = data
