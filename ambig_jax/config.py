@@ -12,7 +12,8 @@ class Config:
     """Hyper-parameters of a run; the same values serve every data set.
 
     Strategies (how heads are made to differ on the unlabeled pool; `training.diversity_edges`):
-      hybrid: head 0 plain ERM; head 1 independent of head 0; heads 2.. a joint DivDis group.
+      hybrid: a chain of heads, head 0 plain ERM and each next head independent of the one
+        before it, plus a joint DivDis pair (the default).
       seqmi: head 0 is plain ERM; head h minimises its mutual information with the frozen heads
         before it (D-BAT's ordering, DivDis's measure).
       divdis: mutual information between every pair of heads, all heads trained jointly (DivDis).
@@ -20,7 +21,7 @@ class Config:
       erm: no diversity term; heads differ by their initialisation only.
     """
     strategy: str = "hybrid"
-    num_heads: int = 4
+    num_heads: int = 6
     backbone: str = "mlp"
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 1500

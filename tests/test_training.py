@@ -1,0 +1,137 @@
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ambig_jax import models
+from ambig_jax import training
+from ambig_jax.config import Config
+from ambig_jax.datasets import loader
+from tests.conftest import generated
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def as_dataset(g):
+    return loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],
+                              g.x["target"])
+
+
+def test_diversity_edges():
+    np.testing.assert_array_equal(training.diversity_edges("erm", 3), np.zeros((3, 3)))
+    np.testing.assert_array_equal(training.diversity_edges("divdis", 2), [[0, 1], [1, 0]])
+    np.testing.assert_array_equal(training.diversity_edges("seqmi", 3),
+                                  [[0, 0, 0], [1, 0, 0], [1, 1, 0]])
+    np.testing.assert_array_equal(training.diversity_edges("hybrid", 2), [[0, 0], [1, 0]])
+    hybrid = training.diversity_edges("hybrid", 5)
+    expected = np.zeros((5, 5))
+    expected[1, 0] = expected[2, 1] = expected[3, 4] = expected[4, 3] = 1
+    np.testing.assert_array_equal(hybrid, expected)
+
+
+@pytest.mark.parametrize("kind,shape", [("mlp", (99,)), ("mlp", (1, 28, 56)), ("conv", (1, 28, 56)),
+                                        ("conv", (3, 32, 64))])
+def test_ensemble_shapes(kind, shape):
+    module = models.make_backbone(shape, 3, kind, hidden=(16,))
+    params = models.init_ensemble(module, jax.random.key(0), 4, shape)
+    for leaf in jax.tree.leaves(params):
+        assert leaf.shape[0] == 4
+    logits = models.ensemble_apply(module, params, jnp.zeros((5,) + shape))
+    chex.assert_shape(logits, (4, 5, 3))
+
+
+def test_members_differ_at_init():
+    module = models.make_backbone((2,), 2)
+    params = models.init_ensemble(module, jax.random.key(0), 2, (2,))
+    logits = models.ensemble_apply(module, params, jax.random.normal(jax.random.key(1), (8, 2)))
+    assert not np.allclose(logits[0], logits[1])
+
+
+def test_standardizer_floors_quiet_features():
+    x = np.stack([np.random.default_rng(0).normal(0, 1, 100), np.full(100, 3.0)], axis=1)
+    std = models.Standardizer.fit(x)
+    out = std(x)
+    assert abs(out[:, 0].std() - 1.0) < 0.05
+    np.testing.assert_allclose(out[:, 1], 0.0)  # constant feature: centred, not divided by 0
+    assert np.isfinite(out).all()
+
+
+def test_step_compiles_once():
+    ds = as_dataset(generated(0))
+    config = Config(num_heads=2, batch_labeled=8, batch_pool=16)
+    module = models.make_backbone(ds.input_shape, 2)
+    optimizer = optax.adam(1e-3)
+    params = models.init_ensemble(module, jax.random.key(0), 2, ds.input_shape)
+    state = training.TrainState(params=params, opt_state=optimizer.init(params),
+                                step=jnp.zeros((), jnp.int32))
+    step = jax.jit(chex.assert_max_traces(training.make_step(module, optimizer, config), n=1))
+    data = (jnp.asarray(ds.x_labeled), jnp.asarray(ds.y_labeled), jnp.asarray(ds.x_target),
+            jnp.array([0.5, 0.5]))
+    for i in range(3):
+        state, metrics = step(state, jax.random.key(i), data)
+    chex.assert_tree_all_finite(metrics)
+    chex.assert_shape(metrics["labeled_accuracy"], (2,))
+    assert int(state.step) == 3
+
+
+def test_non_finite_loss_names_step_and_term():
+    metrics = {name: np.zeros(5) for name in training.METRIC_NAMES}
+    metrics["diversity"][3] = np.nan
+    with pytest.raises(FloatingPointError, match="non-finite diversity loss at step 3"):
+        training.check_finite(metrics)
+
+
+def test_toy_divdis_finds_both_features():
+    g = generated(0)
+    ds = as_dataset(g)
+    ens = training.train(Config(strategy="divdis", num_heads=2, pool="target", steps=1500), ds)
+    labeled = ens.predict_proba(ds.x_labeled).argmax(-1)
+    assert (labeled == ds.y_labeled[None]).mean(axis=1).min() >= 0.98
+    target = ens.predict_proba(ds.x_target).argmax(-1)
+    x1_rule = (g.x["target"][:, 0] < 0).astype(int)
+    x2_rule = (g.x["target"][:, 1] > 0).astype(int)
+    follows_x1 = (target == x1_rule[None]).mean(axis=1)
+    follows_x2 = (target == x2_rule[None]).mean(axis=1)
+    assert max(follows_x1) >= 0.9 and max(follows_x2) >= 0.9
+    assert np.argmax(follows_x1) != np.argmax(follows_x2)
+    assert 0.35 <= (target[0] != target[1]).mean() <= 0.65
+
+
+def test_training_is_deterministic():
+    ds = as_dataset(generated(0))
+    config = Config(num_heads=2, steps=50)
+    a = training.train(config, ds).predict_proba(ds.x_target)
+    b = training.train(config, ds).predict_proba(ds.x_target)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_sharded_heads_match_single_device(tmp_path):
+    """The same run on 4 fake CPU devices (heads sharded) and on one gives the same heads."""
+    script = textwrap.dedent("""
+        import sys, numpy as np, jax
+        from ambig_jax import training
+        from ambig_jax.config import Config
+        from ambig_jax.datasets import generator, loader
+        g = generator.generate(0, 0)
+        ds = loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],
+                                g.x["target"])
+        config = Config(num_heads=4, steps=100)
+        assert (training.head_mesh(4) is not None) == (jax.device_count() == 4)
+        np.save(sys.argv[1], training.train(config, ds).predict_proba(ds.x_target))
+    """)
+    results = []
+    for devices in (1, 4):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+        out = tmp_path / f"probs{devices}.npy"
+        subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True, cwd=ROOT)
+        results.append(np.load(out))
+    np.testing.assert_allclose(results[0], results[1], atol=1e-4)
