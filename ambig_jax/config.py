@@ -4,7 +4,7 @@ import dataclasses
 import json
 
 STRATEGIES = ("hybrid", "divdis", "seqmi", "dbat", "erm")
-POOLS = ("unlabeled+target", "target")
+POOLS = ("target", "unlabeled+target")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Config:
     steps: int = 1500
     batch_labeled: int = 128
     batch_pool: int = 256
-    pool: str = "unlabeled+target"
+    pool: str = "target"
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     diversity_weight: float = 1.0

@@ -1,0 +1,112 @@
+"""Run outputs: the submission CSV, report.json, config.json. Every write is atomic.
+
+The challenge's CSV has no header and no index column: one predicted label per line, in
+target-set order, using the original label values. A submission marked as submitted
+(`SUBMITTED` beside it) is never overwritten unless forced.
+"""
+
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+
+SUBMITTED_MARK = "SUBMITTED"
+
+
+class OutputError(RuntimeError):
+    """An output that must not be written, or a file that is not a valid submission."""
+
+
+def write_atomic(path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_submission(labels) -> str:
+    """Labels [N] (original values) -> the challenge's CSV text."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise OutputError(f"a submission is a 1-D array of integer labels, got {labels.dtype} "
+                          f"{labels.shape}")
+    return "".join(f"{int(v)}\n" for v in labels)
+
+
+def parse_submission(text: str, num_rows: int | None = None, classes=None,
+                     where: str = "submission") -> np.ndarray:
+    """The challenge's CSV text -> int64 labels [N]; raises OutputError naming the line."""
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    labels = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            labels.append(int(line.strip()))
+        except ValueError:
+            raise OutputError(f"{where}: line {number} is {line[:40]!r}, not one integer label "
+                              "(no header, no index column)") from None
+    if num_rows is not None and len(labels) != num_rows:
+        raise OutputError(f"{where}: {len(labels)} labels for {num_rows} target rows")
+    labels = np.asarray(labels, dtype=np.int64)
+    if classes is not None:
+        unknown = sorted(set(labels.tolist()) - {int(c) for c in classes})
+        if unknown:
+            raise OutputError(f"{where}: labels {unknown[:5]} are not among the classes "
+                              f"{sorted(int(c) for c in classes)}")
+    return labels
+
+
+def is_submitted(run_dir) -> bool:
+    return (pathlib.Path(run_dir) / SUBMITTED_MARK).is_file()
+
+
+def mark_submitted(run_dir, note: str = "") -> None:
+    """Marks a run's submission as sent, so that later runs refuse to overwrite it."""
+    write_atomic(pathlib.Path(run_dir) / SUBMITTED_MARK, note + "\n")
+
+
+def write_submission(run_dir, labels, force: bool = False) -> pathlib.Path:
+    """Writes `run_dir/submission.csv`; refuses when the run was marked submitted."""
+    run_dir = pathlib.Path(run_dir)
+    if is_submitted(run_dir) and not force:
+        raise OutputError(f"{run_dir / 'submission.csv'} was already submitted "
+                          f"({run_dir / SUBMITTED_MARK} exists); pass --force to overwrite it")
+    path = run_dir / "submission.csv"
+    write_atomic(path, format_submission(labels))
+    return path
+
+
+def read_submission(path, num_rows: int | None = None, classes=None) -> np.ndarray:
+    path = pathlib.Path(path)
+    return parse_submission(path.read_text(), num_rows, classes, where=str(path))
+
+
+def _to_jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_json(path, payload: dict) -> pathlib.Path:
+    """Writes a JSON document (numpy values converted) atomically."""
+    path = pathlib.Path(path)
+    write_atomic(path, json.dumps(_to_jsonable(payload), indent=2, sort_keys=True) + "\n")
+    return path

@@ -1,0 +1,49 @@
+import json
+
+import numpy as np
+import pytest
+
+from ambig_jax import outputs
+
+
+def test_csv_roundtrip_without_header_or_index(tmp_path):
+    labels = np.array([4, 6, 5, 4])
+    path = outputs.write_submission(tmp_path, labels)
+    assert path.read_text() == "4\n6\n5\n4\n"
+    np.testing.assert_array_equal(outputs.read_submission(path, 4, [4, 5, 6]), labels)
+
+
+@pytest.mark.parametrize("text,message", [("0,1\n", "line 1"), ("id\n0\n", "line 1"),
+                                          ("0\n\n1\n", "line 2")])
+def test_parse_rejects_other_formats(text, message):
+    with pytest.raises(outputs.OutputError, match=message):
+        outputs.parse_submission(text)
+
+
+def test_parse_checks_rows_and_classes():
+    with pytest.raises(outputs.OutputError, match="3 labels for 4"):
+        outputs.parse_submission("0\n1\n1\n", num_rows=4)
+    with pytest.raises(outputs.OutputError, match=r"\[3\]"):
+        outputs.parse_submission("0\n3\n", classes=[0, 1])
+
+
+def test_submitted_run_is_not_overwritten(tmp_path):
+    outputs.write_submission(tmp_path, np.array([0, 1]))
+    outputs.mark_submitted(tmp_path, "sent")
+    with pytest.raises(outputs.OutputError, match="already submitted"):
+        outputs.write_submission(tmp_path, np.array([1, 1]))
+    assert (tmp_path / "submission.csv").read_text() == "0\n1\n"
+    outputs.write_submission(tmp_path, np.array([1, 1]), force=True)
+    assert (tmp_path / "submission.csv").read_text() == "1\n1\n"
+
+
+def test_json_is_atomic_and_converts_numpy(tmp_path):
+    path = outputs.write_json(tmp_path / "report.json",
+                              {"acc": np.float32(0.5), "ids": np.arange(3), 1: (np.int64(2),)})
+    assert json.loads(path.read_text()) == {"acc": 0.5, "ids": [0, 1, 2], "1": [2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left
+
+
+def test_non_integer_predictions_are_refused(tmp_path):
+    with pytest.raises(outputs.OutputError, match="integer"):
+        outputs.write_submission(tmp_path, np.array([0.5, 1.0]))
