@@ -1,0 +1,161 @@
+"""Playing the challenge on several data sets: solve each, write its outputs, sum the score."""
+
+import dataclasses
+import importlib.metadata
+import pathlib
+import platform
+
+import jax
+import numpy as np
+
+from ambig_jax import oracle as oracle_lib
+from ambig_jax import outputs
+from ambig_jax import pipeline
+from ambig_jax.config import Config
+from ambig_jax.datasets import cache
+from ambig_jax.datasets import generator
+from ambig_jax.datasets import loader
+
+DEFAULT_DATA_SEED = 0  # sets generated when no data folder is given
+
+
+@dataclasses.dataclass
+class SetResult:
+    dataset_id: int
+    name: str
+    points: float
+    default_score: float
+    labels_used: int
+    chosen_head: int
+    estimated: float
+    submitted: bool
+    reason: str
+    true_accuracy: float | None  # when the hidden labels are known
+    seconds: float
+
+    @property
+    def score(self) -> float | None:
+        """The challenge score of this set: accuracy if submitted, else the default."""
+        if not self.submitted:
+            return self.default_score
+        return self.true_accuracy
+
+
+def versions() -> dict[str, str]:
+    names = ("jax", "jaxlib", "flax", "optax", "numpy", "chex")
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "missing"
+    found["python"] = platform.python_version()
+    found["devices"] = [str(d) for d in jax.devices()]
+    return found
+
+
+def hidden_labels(data_dir, dataset_id: int) -> np.ndarray | None:
+    path = pathlib.Path(data_dir) / "hidden" / f"{dataset_id}.npy"
+    return np.load(path, allow_pickle=False) if path.is_file() else None
+
+
+def report(solution: pipeline.Solution, truth: np.ndarray | None, oracle_name: str) -> dict:
+    """The report.json of a run (no credentials, no arrays beyond small summaries)."""
+    ds = solution.dataset
+    head_acc = None
+    if truth is not None:
+        y = ds.to_index(truth)
+        head_acc = (solution.head_probs.argmax(-1) == y[None]).mean(axis=1)
+    est = solution.estimate
+    return {
+        "dataset": {"id": ds.id, "name": ds.name, "classes": ds.classes, "points": ds.info.points,
+                    "default_score": ds.info.default_score, "path": str(ds.path),
+                    "sizes": {"labeled": len(ds.y_labeled), "unlabeled": len(ds.x_unlabeled),
+                              "target": len(ds.x_target)}},
+        "strategy": solution.config.strategy,
+        "oracle": oracle_name,
+        "queries": [{"row": r, "label": l} for r, l in solution.queries],
+        "posteriors": solution.posteriors,
+        "chosen_head": solution.chosen_head,
+        "estimate": dataclasses.asdict(est),
+        "decision": {"submit": solution.decision.submit, "reason": solution.decision.reason},
+        "agreement_matrix": solution.agreement_matrix(),
+        "true_accuracy": None if truth is None else float(np.mean(solution.predictions == truth)),
+        "head_true_accuracy": head_acc,
+        "timings": solution.timings,
+        "versions": versions(),
+        "config": dataclasses.asdict(solution.config),
+    }
+
+
+def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budget: int,
+                url: str | None = None) -> oracle_lib.Oracle:
+    ledger = oracle_lib.Ledger(pathlib.Path(output_dir) / "labels.sqlite")
+    if kind == "local":
+        truth = hidden_labels(data_dir, dataset_id)
+        if truth is None:
+            raise oracle_lib.OracleError(
+                f"{data_dir}: no hidden/{dataset_id}.npy, so the local oracle cannot answer; "
+                "use --oracle=http with --oracle_url, or a generated data folder")
+        source = oracle_lib.LocalSource({dataset_id: truth})
+    elif kind == "http":
+        if not url:
+            raise oracle_lib.OracleError("--oracle=http needs --oracle_url")
+        source = oracle_lib.HttpSource(url)
+    else:
+        raise ValueError(f"oracle must be 'local' or 'http', got {kind!r}")
+    return oracle_lib.Oracle(source, ledger, dataset_id, classes=classes, budget=budget)
+
+
+def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_kind="local",
+             oracle_url=None, force=False, log=print) -> list[SetResult]:
+    """Solves each set, writes `<output_dir>/<id>_<name>/{submission.csv, report.json,
+    config.json}`, prints one summary line per set and returns the results."""
+    if data_dir is None:
+        data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
+        for dataset_id in ids:
+            cache.ensure_generated(data_dir, dataset_id, DEFAULT_DATA_SEED)
+        log(f"data: generated sets (seed {DEFAULT_DATA_SEED}) in {data_dir}")
+    results = []
+    for dataset_id in ids:
+        ds = loader.load_dataset(data_dir, dataset_id)
+        run_dir = pathlib.Path(output_dir) / ds.name
+        if outputs.is_submitted(run_dir) and not force:
+            raise outputs.OutputError(f"{run_dir}: already submitted; pass --force to redo it")
+        oracle = make_oracle(oracle_kind, dataset_id, data_dir, output_dir, ds.classes,
+                             config.budget, oracle_url)
+        solution = pipeline.solve(ds, config, oracle, log)
+        truth = hidden_labels(data_dir, dataset_id) if oracle_kind == "local" else None
+        outputs.write_submission(run_dir, solution.predictions, force=force)
+        outputs.write_json(run_dir / "config.json", dataclasses.asdict(config))
+        outputs.write_json(run_dir / "report.json", report(solution, truth, oracle_kind))
+        true_acc = None if truth is None else float(np.mean(solution.predictions == truth))
+        result = SetResult(ds.id, ds.name, ds.info.points, ds.info.default_score,
+                           len(solution.queries), solution.chosen_head,
+                           solution.estimate.accuracy, solution.decision.submit,
+                           solution.decision.reason, true_acc, solution.timings["total_seconds"])
+        results.append(result)
+        truth_text = "" if true_acc is None else f", true accuracy {true_acc:.3f}"
+        log(f"[{ds.name}] labels used {result.labels_used}, head {result.chosen_head}, "
+            f"estimated accuracy {result.estimated:.3f}, "
+            f"{'SUBMIT' if result.submitted else 'ABSTAIN'}{truth_text} "
+            f"({result.seconds:.0f}s): {result.reason}")
+    return results
+
+
+def score_table(results: list[SetResult]) -> str:
+    """Markdown table of the results with the total challenge score (points x score)."""
+    lines = ["| set | labels | head | estimated | decision | true | score x points |",
+             "|---|---|---|---|---|---|---|"]
+    total, known = 0.0, True
+    for r in results:
+        score = r.score
+        known &= score is not None
+        total += (score or 0.0) * r.points
+        true = "—" if r.true_accuracy is None else f"{r.true_accuracy:.3f}"
+        shown = "—" if score is None else f"{score:.3f} x {r.points:g}"
+        lines.append(f"| {r.name} | {r.labels_used} | {r.chosen_head} | {r.estimated:.3f} | "
+                     f"{'submit' if r.submitted else 'abstain'} | {true} | {shown} |")
+    lines.append(f"| total | | | | | | {total:.3f}{'' if known else ' (partial)'} "
+                 f"of {sum(r.points for r in results):g} |")
+    return "\n".join(lines)

@@ -1,0 +1,185 @@
+"""Pure decisions of the label loop: which point to ask, which head to keep, how good it is.
+
+Shapes: H heads, N target rows, C classes. `probs` [H, N, C] are the heads' predictions on the
+target set; `revealed` maps a target row to its class index. Nothing here does I/O: the oracle
+call between `select_query` and `head_posterior` is the loop's only side effect.
+
+Noise model. Given that head h is the right hypothesis, a revealed label y at row x follows
+the head's prediction up to a label-noise rate eps: P(y | x, h) = (1 - eps) p_h(y | x) + eps / C.
+eps has a Beta prior (mean `PRIOR_NOISE`, weight `PRIOR_STRENGTH` pseudo-labels), updated by
+the revealed labels that the kept head gets wrong.
+"""
+
+import dataclasses
+
+import numpy as np
+
+PRIOR_NOISE = 0.02
+PRIOR_STRENGTH = 20.0
+QUERY_NOISE = 0.05  # eps of the likelihood while choosing queries and heads
+NEAR_BEST_GAIN = 0.05  # nats: queries this close to the best gain count as ties
+UNINFORMATIVE_GAIN = 1e-4  # below this, heads agree everywhere: sample rows at random
+
+
+def _likelihood(probs: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
+    """[H, K] P(label_k | row_k, head h) under the noise model; probs [H, K, C], labels [K]."""
+    num_classes = probs.shape[-1]
+    picked = np.take_along_axis(probs, labels[None, :, None], axis=-1)[..., 0]
+    return (1.0 - eps) * picked + eps / num_classes
+
+
+def head_posterior(probs: np.ndarray, revealed: dict[int, int], eps: float = QUERY_NOISE,
+                   prior: np.ndarray | None = None) -> np.ndarray:
+    """Posterior [H] over which head is the right hypothesis, from a uniform (or given) prior."""
+    num_heads = probs.shape[0]
+    log_post = np.log(prior) if prior is not None else np.zeros(num_heads)
+    if revealed:
+        rows = np.fromiter(revealed.keys(), int)
+        labels = np.fromiter(revealed.values(), int)
+        log_post = log_post + np.log(_likelihood(probs[:, rows], labels, eps)).sum(axis=1)
+    log_post = log_post - log_post.max()
+    post = np.exp(log_post)
+    return post / post.sum()
+
+
+def _entropy(p: np.ndarray, axis=-1) -> np.ndarray:
+    return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
+
+
+def information_gain(probs: np.ndarray, posterior: np.ndarray, eps: float = QUERY_NOISE):
+    """[N] expected information (nats) that a row's label gives about which head is right.
+
+    I(head; y | x) = H(sum_h w_h P(y | x, h)) - sum_h w_h H(P(y | x, h)). With two confident
+    heads it is largest exactly where they disagree.
+    """
+    num_classes = probs.shape[-1]
+    noisy = (1.0 - eps) * probs + eps / num_classes  # [H, N, C]
+    mixture = np.einsum("h,hnc->nc", posterior, noisy)
+    return _entropy(mixture) - np.einsum("h,hn->n", posterior, _entropy(noisy))
+
+
+def disagreement_pattern(probs: np.ndarray, posterior: np.ndarray, min_weight: float = 0.01):
+    """[N] id of each row's tuple of predicted classes by the heads that still matter."""
+    alive = posterior >= min_weight
+    predictions = probs[alive].argmax(-1)  # [H_alive, N]
+    _, ids = np.unique(predictions.T, axis=0, return_inverse=True)
+    return ids.reshape(-1)
+
+
+def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
+                 rng: np.random.Generator) -> int:
+    """The next target row to ask: most informative, never asked before.
+
+    Among rows within `NEAR_BEST_GAIN` of the best gain, prefers a pattern of disagreement
+    (head A says x while B says y, or the reverse) that has been asked least, so the labels
+    cover every kind of disagreement. When the heads agree everywhere, picks a random row.
+    """
+    num_rows = probs.shape[1]
+    asked = np.zeros(num_rows, bool)
+    asked[list(revealed)] = True
+    if asked.all():
+        raise ValueError("every target row has been revealed already")
+    gain = np.where(asked, -np.inf, information_gain(probs, posterior))
+    best = gain.max()
+    if best < UNINFORMATIVE_GAIN:
+        return int(rng.choice(np.flatnonzero(~asked)))
+    patterns = disagreement_pattern(probs, posterior)
+    counts = np.bincount(patterns[asked], minlength=patterns.max() + 1)[patterns]
+    near = gain >= best - NEAR_BEST_GAIN
+    # lexicographic: fewest earlier queries of the pattern, then largest gain, then lowest row
+    order = np.lexsort((np.arange(num_rows), -gain, counts, ~near))
+    return int(order[0])
+
+
+def choose_head(posterior: np.ndarray) -> int:
+    """The head kept: the one with the largest posterior (lowest index on ties)."""
+    return int(np.argmax(posterior))
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """Expected target accuracy of a prediction, with an interval."""
+    accuracy: float
+    low: float
+    high: float
+    label_errors: int  # revealed labels that the prediction gets wrong
+    num_labels: int
+    explained: bool  # False when the revealed labels disagree with every head
+
+
+def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, predictions: np.ndarray,
+                      revealed: dict[int, int], interval: float = 0.9) -> Estimate:
+    """Expected accuracy of `predictions` [N] on the target set.
+
+    A(eps) = mean_x sum_h w_h [(1 - eps) p_h(pred(x) | x) + eps / C]: the posterior mixture of
+    heads says how likely each prediction is; eps, the rate at which the truth departs from
+    the right head, has a Beta posterior from the revealed labels that `predictions` gets
+    wrong. The interval maps eps's quantiles through A (which decreases with eps).
+
+    Args:
+      probs: [H, N, C] heads' probabilities on the target rows.
+      posterior: [H] weights of the heads.
+      predictions: [N] class indices to be submitted.
+      revealed: row -> class index.
+      interval: probability mass of the interval.
+    """
+    num_classes = probs.shape[-1]
+    num_labels = len(revealed)
+    rows = np.fromiter(revealed.keys(), int, count=num_labels)
+    labels = np.fromiter(revealed.values(), int, count=num_labels)
+    errors = int(np.sum(predictions[rows] != labels))
+    head_errors = (probs[:, rows].argmax(-1) != labels[None]).sum(axis=1) if num_labels else [0]
+    explained = int(np.min(head_errors)) <= num_labels // 4
+
+    a = PRIOR_NOISE * PRIOR_STRENGTH + errors
+    b = (1.0 - PRIOR_NOISE) * PRIOR_STRENGTH + num_labels - errors
+    tail = (1.0 - interval) / 2.0
+    eps_low, eps_high = beta_quantiles(a, b, [tail, 1.0 - tail])
+    picked = np.take_along_axis(probs, predictions[None, :, None], axis=-1)[..., 0]  # [H, N]
+    agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
+
+    def accuracy(eps):
+        return (1.0 - eps) * agreement + eps / num_classes
+
+    return Estimate(accuracy=accuracy(a / (a + b)), low=accuracy(eps_high),
+                    high=accuracy(eps_low), label_errors=errors, num_labels=num_labels,
+                    explained=explained)
+
+
+def beta_quantiles(a: float, b: float, qs, grid: int = 20001) -> np.ndarray:
+    """Quantiles of Beta(a, b) by integrating its density on a fine grid (no scipy needed)."""
+    x = np.linspace(0.0, 1.0, grid)[1:-1]
+    log_pdf = (a - 1.0) * np.log(x) + (b - 1.0) * np.log1p(-x)
+    cdf = np.cumsum(np.exp(log_pdf - log_pdf.max()))
+    cdf /= cdf[-1]
+    return np.interp(qs, cdf, x)
+
+
+def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:
+    """Undoes label smoothing's ceiling: a head trained towards (1 - s) one_hot + s / C
+    predicts at most 1 - s + s / C where it is sure; map that back to 1."""
+    if smoothing <= 0:
+        return probs
+    num_classes = probs.shape[-1]
+    raw = np.clip((probs - smoothing / num_classes) / (1.0 - smoothing), 0.0, None)
+    return raw / raw.sum(axis=-1, keepdims=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    submit: bool
+    reason: str
+
+
+def decide(estimate: Estimate, default_score: float) -> Decision:
+    """Submit when the interval's low end beats the default score and some head explains the
+    revealed labels; the same rule for every data set."""
+    if not estimate.explained:
+        return Decision(False, f"no head explains the revealed labels ({estimate.label_errors} "
+                               f"of {estimate.num_labels} wrong): the data may not identify "
+                               "the label")
+    if estimate.low > default_score:
+        return Decision(True, f"estimated accuracy {estimate.accuracy:.3f} (low {estimate.low:.3f}) "
+                              f"beats the default {default_score:.2f}")
+    return Decision(False, f"estimated accuracy {estimate.accuracy:.3f} (low {estimate.low:.3f}) "
+                           f"does not beat the default {default_score:.2f} with confidence")

@@ -1,0 +1,92 @@
+"""One data set end to end: train heads -> ask at most `budget` labels -> keep a head -> decide.
+
+The oracle is the only side effect inside `solve`; writing files is left to the caller.
+"""
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from ambig_jax import disambiguation
+from ambig_jax import training
+from ambig_jax.config import Config
+from ambig_jax.datasets.loader import Dataset
+
+
+@dataclasses.dataclass
+class Solution:
+    """What a run decided for one data set (labels as original values)."""
+    dataset: Dataset
+    config: Config
+    predictions: np.ndarray  # [N] original label values
+    head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
+    chosen_head: int
+    queries: list[tuple[int, int]]  # (target row, original label) in the order asked
+    posteriors: list[np.ndarray]  # [H] before any label, then after each
+    estimate: disambiguation.Estimate
+    decision: disambiguation.Decision
+    timings: dict[str, float]
+
+    def agreement_matrix(self) -> np.ndarray:
+        """[H, H] share of target rows on which two heads predict the same class."""
+        pred = self.head_probs.argmax(-1)
+        return (pred[:, None] == pred[None]).mean(axis=-1)
+
+
+def calibrated_probs(ensemble: training.TrainedEnsemble, x: np.ndarray) -> np.ndarray:
+    """Heads' probabilities [H, N, C], with label smoothing's ceiling undone on pushed heads."""
+    probs = ensemble.predict_proba(x)
+    config = ensemble.config
+    pushed = training.diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
+    return np.stack([disambiguation.unsmooth(p, config.label_smoothing) if push else p
+                     for p, push in zip(probs, pushed)])
+
+
+def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
+    """Trains the heads, spends the label budget where it teaches most, keeps the best head.
+
+    Args:
+      dataset: the data set (its target labels are never read).
+      config: the run's hyper-parameters; `config.budget` labels at most.
+      oracle: `oracle.Oracle` for this data set; labels it already holds are used first.
+      log: progress printer.
+    """
+    start = time.perf_counter()
+    train_key, query_key = jax.random.split(jax.random.key(config.seed))
+    log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
+        f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
+        f"{len(dataset.x_target)} target rows")
+    ensemble = training.train(config, dataset, train_key)
+    probs = calibrated_probs(ensemble, dataset.x_target)
+    log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
+        f"(+{ensemble.compile_seconds:.1f}s compile)")
+
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(query_key)))
+    known = oracle.resume_pending()  # labels from an earlier (crashed) run come first
+    queries = [(row, label) for row, label in known.items() if 0 <= row < probs.shape[1]]
+    revealed = {row: int(dataset.to_index([label])[0]) for row, label in queries}
+    posteriors = [disambiguation.head_posterior(probs, {})]
+    if revealed:
+        posteriors.append(disambiguation.head_posterior(probs, revealed))
+        log(f"[{dataset.name}] reusing {len(revealed)} labels from the ledger")
+    while len(revealed) < min(config.budget, probs.shape[1]) and oracle.remaining() > 0:
+        row = disambiguation.select_query(probs, posteriors[-1], revealed, rng)
+        label = oracle.reveal(row)  # recorded in the ledger before it is used here
+        queries.append((row, label))
+        revealed[row] = int(dataset.to_index([label])[0])
+        posteriors.append(disambiguation.head_posterior(probs, revealed))
+        log(f"[{dataset.name}] label {len(revealed)}: row {row} is {label}; head posterior "
+            + " ".join(f"{w:.2f}" for w in posteriors[-1]))
+
+    head = disambiguation.choose_head(posteriors[-1])
+    predicted = probs[head].argmax(-1)
+    estimate = disambiguation.estimate_accuracy(probs, posteriors[-1], predicted, revealed)
+    decision = disambiguation.decide(estimate, dataset.info.default_score)
+    timings = {"compile_seconds": ensemble.compile_seconds,
+               "train_seconds": ensemble.train_seconds,
+               "total_seconds": time.perf_counter() - start}
+    return Solution(dataset=dataset, config=config, predictions=dataset.to_original(predicted),
+                    head_probs=probs, chosen_head=head, queries=queries, posteriors=posteriors,
+                    estimate=estimate, decision=decision, timings=timings)

@@ -1,0 +1,51 @@
+r"""Plays the challenge: python -m experiments.run --dataset=23
+
+With no --data_dir, the sets are generated from the bundled MNIST into a cache folder and a
+local oracle answers from their hidden labels. Outputs go to
+`<output_dir>/<id>_<name>/{submission.csv, report.json, config.json}`; revealed labels are
+kept in `<output_dir>/labels.sqlite`, so a rerun never asks for a label twice.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+
+from ambig_jax import challenge
+from ambig_jax.config import Config, STRATEGIES
+from ambig_jax.datasets import cache
+from ambig_jax.datasets import loader
+
+_DATASET = flags.DEFINE_string("dataset", "23", "Set id, comma list, or 'all'.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of challenge-format sets "
+                                "(default: generated into a cache).")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs", "Where results are written.")
+_ORACLE = flags.DEFINE_enum("oracle", "local", ["local", "http"], "Who answers label queries.")
+_ORACLE_URL = flags.DEFINE_string("oracle_url", None, "Reveal API base URL (--oracle=http); "
+                                  "credentials from HACKATHON_USERNAME/HACKATHON_PASSWORD.")
+_STRATEGY = flags.DEFINE_enum("strategy", Config.strategy, STRATEGIES, "Diversity strategy.")
+_NUM_HEADS = flags.DEFINE_integer("num_heads", Config.num_heads, "Heads in the ensemble.")
+_STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
+_SEED = flags.DEFINE_integer("seed", Config.seed, "Training and query seed.")
+_BUDGET = flags.DEFINE_integer("budget", Config.budget, "Labels to ask for (at most 5).")
+_FORCE = flags.DEFINE_bool("force", False, "Overwrite a submission already marked submitted.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.info("devices: %s", jax.devices())
+    config = Config(strategy=_STRATEGY.value, num_heads=_NUM_HEADS.value, steps=_STEPS.value,
+                    seed=_SEED.value, budget=_BUDGET.value)
+    if _DATASET.value == "all" and _DATA_DIR.value:
+        ids = loader.available_ids(_DATA_DIR.value)
+    else:
+        ids = cache.parse_ids(_DATASET.value)
+    results = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value, _ORACLE.value,
+                                 _ORACLE_URL.value, _FORCE.value)
+    if len(results) > 1:
+        print(challenge.score_table(results))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from ambig_jax import disambiguation as dis
+
+
+def heads_from_predictions(*predictions, num_classes=2, confidence=0.99):
+    """[H, N, C] confident heads from class sequences."""
+    preds = np.asarray(predictions)
+    probs = np.full(preds.shape + (num_classes,), (1 - confidence) / (num_classes - 1))
+    np.put_along_axis(probs, preds[..., None], confidence, axis=-1)
+    return probs
+
+
+# Head 0 follows the truth; head 1 agrees on rows 0-5 and disagrees on rows 6-9 (two kinds:
+# rows 6, 7 truth 0 / head1 says 1; rows 8, 9 truth 1 / head1 says 0).
+TRUTH = np.array([0, 1, 0, 1, 0, 1, 0, 0, 1, 1])
+HEAD1 = np.array([0, 1, 0, 1, 0, 1, 1, 1, 0, 0])
+
+
+def test_posterior_moves_to_the_head_that_explains_the_labels():
+    probs = heads_from_predictions(TRUTH, HEAD1)
+    np.testing.assert_allclose(dis.head_posterior(probs, {}), [0.5, 0.5])
+    post = dis.head_posterior(probs, {6: 0})
+    assert post[0] > 0.9
+    assert dis.choose_head(dis.head_posterior(probs, {6: 0, 8: 1})) == 0
+    assert dis.choose_head(dis.head_posterior(probs, {6: 1, 8: 0})) == 1
+
+
+def test_information_gain_is_largest_where_heads_disagree():
+    probs = heads_from_predictions(TRUTH, HEAD1)
+    gain = dis.information_gain(probs, np.array([0.5, 0.5]))
+    assert set(np.flatnonzero(gain > 0.5)) == {6, 7, 8, 9}
+    assert np.all(gain[:6] < 1e-6)
+    assert np.allclose(dis.information_gain(probs, np.array([1.0, 0.0])), 0.0, atol=1e-9)
+
+
+def test_queries_cover_both_kinds_of_disagreement_and_never_repeat():
+    probs = heads_from_predictions(TRUTH, HEAD1)
+    rng = np.random.default_rng(0)
+    revealed = {}
+    first = dis.select_query(probs, np.array([0.5, 0.5]), revealed, rng)
+    assert first == 6  # largest gain, lowest row
+    revealed[first] = 1  # a noisy answer keeps the posterior undecided
+    second = dis.select_query(probs, np.array([0.5, 0.5]), revealed, rng)
+    assert second in (8, 9)  # the other kind of disagreement
+    revealed[second] = 1
+    third = dis.select_query(probs, np.array([0.5, 0.5]), revealed, rng)
+    assert third not in revealed
+
+
+def test_agreeing_heads_fall_back_to_random_rows():
+    probs = heads_from_predictions(TRUTH, TRUTH)
+    rows = {dis.select_query(probs, np.array([0.5, 0.5]), {}, np.random.default_rng(s))
+            for s in range(20)}
+    assert len(rows) > 3
+
+
+def test_every_row_revealed_is_an_error():
+    probs = heads_from_predictions([0, 1], [1, 0])
+    with pytest.raises(ValueError):
+        dis.select_query(probs, np.array([0.5, 0.5]), {0: 0, 1: 1}, np.random.default_rng(0))
+
+
+def test_estimate_on_synthetic_agreement_patterns():
+    # A sure posterior on a head that is right where it is confident: accuracy near 1.
+    probs = heads_from_predictions(TRUTH, HEAD1, confidence=0.999)
+    sure = dis.estimate_accuracy(probs, np.array([1.0, 0.0]), TRUTH, {6: 0, 8: 1})
+    assert 0.97 < sure.accuracy <= 1.0 and sure.low < sure.accuracy < sure.high
+    assert sure.explained and sure.label_errors == 0
+    # Undecided between two heads that disagree on 40% of rows: about 0.8 expected.
+    split = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), TRUTH, {})
+    assert abs(split.accuracy - 0.8) < 0.03
+    # Labels that contradict every head: not explained.
+    contradicted = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), TRUTH,
+                                         {0: 1, 1: 0, 2: 1, 3: 0})
+    assert not contradicted.explained and contradicted.label_errors == 4
+    assert contradicted.accuracy < split.accuracy
+
+
+def test_decisions():
+    good = dis.Estimate(0.95, 0.9, 0.98, 0, 5, True)
+    assert dis.decide(good, 0.8).submit
+    assert not dis.decide(good, 0.92).submit
+    unexplained = dis.Estimate(0.95, 0.9, 0.98, 3, 5, False)
+    assert not dis.decide(unexplained, 0.5).submit
+
+
+def test_beta_quantiles_match_known_values():
+    np.testing.assert_allclose(dis.beta_quantiles(1.0, 1.0, [0.1, 0.5, 0.9]), [0.1, 0.5, 0.9],
+                               atol=1e-3)
+    np.testing.assert_allclose(dis.beta_quantiles(2.0, 2.0, [0.5]), [0.5], atol=1e-3)
+
+
+def test_unsmooth_restores_the_ceiling():
+    smoothed = np.array([[0.95, 0.05], [0.5, 0.5]])
+    np.testing.assert_allclose(dis.unsmooth(smoothed, 0.1), [[1.0, 0.0], [0.5, 0.5]], atol=1e-6)
+    np.testing.assert_array_equal(dis.unsmooth(smoothed, 0.0), smoothed)
