@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 
 PRIOR_NOISE = 0.02
-PRIOR_STRENGTH = 20.0
+PRIOR_STRENGTH = 5.0  # weak: one wrong label among five must weigh (sets 06/07 must abstain)
+DECIDED = 0.99  # posterior mass at which further labels go to random rows
 QUERY_NOISE = 0.05  # eps of the likelihood while choosing queries and heads
 NEAR_BEST_GAIN = 0.05  # nats: queries this close to the best gain count as ties
 UNINFORMATIVE_GAIN = 1e-4  # below this, heads agree everywhere: sample rows at random
@@ -72,7 +73,9 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
 
     Among rows within `NEAR_BEST_GAIN` of the best gain, prefers a pattern of disagreement
     (head A says x while B says y, or the reverse) that has been asked least, so the labels
-    cover every kind of disagreement. When the heads agree everywhere, picks a random row.
+    cover every kind of disagreement. When the heads agree everywhere, or the posterior has
+    decided (mass >= `DECIDED` on one head), picks a random row: a label there teaches nothing
+    about which head is right but is an unbiased check of the kept head's accuracy.
     """
     num_rows = probs.shape[1]
     asked = np.zeros(num_rows, bool)
@@ -81,7 +84,7 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
         raise ValueError("every target row has been revealed already")
     gain = np.where(asked, -np.inf, information_gain(probs, posterior))
     best = gain.max()
-    if best < UNINFORMATIVE_GAIN:
+    if best < UNINFORMATIVE_GAIN or posterior.max() >= DECIDED:
         return int(rng.choice(np.flatnonzero(~asked)))
     patterns = disagreement_pattern(probs, posterior)
     counts = np.bincount(patterns[asked], minlength=patterns.max() + 1)[patterns]

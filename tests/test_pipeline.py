@@ -1,0 +1,84 @@
+"""End to end: generated sets, real components, the HTTP oracle through a loopback server."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ambig_jax import challenge
+from ambig_jax import oracle
+from ambig_jax.config import Config
+from ambig_jax.datasets import generator
+from tests import servers
+from tests.conftest import generated
+
+SMALL = Config(num_heads=4, steps=300)
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    generator.save(generated(0), data_dir)
+    return data_dir
+
+
+def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(oracle.USERNAME_ENV, "alice")
+    monkeypatch.setenv(oracle.PASSWORD_ENV, servers.USERS["alice"])
+    with servers.running_leaderboard(toy_dir, tmp_path / "state.sqlite") as (url, board):
+        results = challenge.run_sets([0], SMALL, toy_dir, tmp_path / "out", "http", url,
+                                     log=lambda *_: None)
+        assert board.stats["labels_granted"] == 5
+        run_dir = tmp_path / "out" / "00_toy_dataset"
+        lines = (run_dir / "submission.csv").read_text().splitlines()
+        assert len(lines) == 500 and set(lines) <= {"0", "1"}
+        report = json.loads((run_dir / "report.json").read_text())
+        assert len(report["queries"]) == 5 and report["oracle"] == "http"
+        assert len({q["row"] for q in report["queries"]}) == 5
+        assert "s3cret" not in (run_dir / "report.json").read_text()
+        assert report["decision"]["reason"] and report["chosen_head"] == results[0].chosen_head
+        assert json.loads((run_dir / "config.json").read_text())["num_heads"] == 4
+
+        # A rerun (after a crash, say) reuses the ledger: no new request reaches the server.
+        requests_before = board.stats["reveal_requests"]
+        again = challenge.run_sets([0], SMALL, toy_dir, tmp_path / "out", "http", url,
+                                   log=lambda *_: None)
+        assert board.stats["reveal_requests"] == requests_before
+        assert again[0].labels_used == 5
+
+
+def test_same_seed_writes_identical_csvs(toy_dir, tmp_path):
+    for name in ("a", "b"):
+        challenge.run_sets([0], SMALL, toy_dir, tmp_path / name, "local", log=lambda *_: None)
+    first = (tmp_path / "a" / "00_toy_dataset" / "submission.csv").read_bytes()
+    assert first == (tmp_path / "b" / "00_toy_dataset" / "submission.csv").read_bytes()
+
+
+def test_budget_flag_limits_labels(toy_dir, tmp_path):
+    results = challenge.run_sets([0], SMALL.replace(budget=2), toy_dir, tmp_path, "local",
+                                 log=lambda *_: None)
+    assert results[0].labels_used == 2
+
+
+def test_local_oracle_needs_hidden_labels(tmp_path, toy_dir):
+    import shutil
+    shutil.copytree(toy_dir / "public", tmp_path / "public")
+    with pytest.raises(oracle.OracleError, match="local oracle cannot answer"):
+        challenge.run_sets([0], SMALL, tmp_path, tmp_path / "out", "local", log=lambda *_: None)
+
+
+def test_sum_set_is_abstained(tmp_path):
+    data_dir = tmp_path / "data"
+    generator.save(generated(6), data_dir)
+    results = challenge.run_sets([6], Config(), data_dir, tmp_path / "out", "local",
+                                 log=lambda *_: None)
+    assert not results[0].submitted
+    assert results[0].score == 0.8
+    assert (tmp_path / "out" / "06_mnist_sum" / "submission.csv").is_file()
+
+
+def test_score_table_totals_points():
+    results = [challenge.SetResult(1, "01_mnist_cc", 1, 0.8, 5, 0, 0.99, True, "", 0.99, 1.0),
+               challenge.SetResult(6, "06_mnist_sum", 1, 0.8, 5, 0, 0.7, False, "", 0.7, 1.0)]
+    table = challenge.score_table(results)
+    assert "| total | | | | | | 1.790 of 2 |" in table
