@@ -29,15 +29,25 @@ def _likelihood(probs: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray
     return (1.0 - eps) * picked + eps / num_classes
 
 
+def hard(probs: np.ndarray) -> np.ndarray:
+    """One-hot [..., C] of each head's predicted class."""
+    return np.eye(probs.shape[-1])[probs.argmax(-1)]
+
+
 def head_posterior(probs: np.ndarray, revealed: dict[int, int], eps: float = QUERY_NOISE,
                    prior: np.ndarray | None = None) -> np.ndarray:
-    """Posterior [H] over which head is the right hypothesis, from a uniform (or given) prior."""
+    """Posterior [H] over which head is the right hypothesis, from a uniform (or given) prior.
+
+    A head stands for the hypothesis "labels follow my predicted class", so the likelihood
+    uses its hard predictions: a head whose probabilities are merely soft (diversity-trained
+    heads often are) must not survive a contradicting label at a ratio of 3:1.
+    """
     num_heads = probs.shape[0]
     log_post = np.log(prior) if prior is not None else np.zeros(num_heads)
     if revealed:
         rows = np.fromiter(revealed.keys(), int)
         labels = np.fromiter(revealed.values(), int)
-        log_post = log_post + np.log(_likelihood(probs[:, rows], labels, eps)).sum(axis=1)
+        log_post = log_post + np.log(_likelihood(hard(probs[:, rows]), labels, eps)).sum(axis=1)
     log_post = log_post - log_post.max()
     post = np.exp(log_post)
     return post / post.sum()

@@ -12,7 +12,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from ambig_jax.datasets import catalog
+from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
 
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder to write public/ and hidden/ into.",
@@ -22,21 +22,15 @@ _DATASET = flags.DEFINE_string("dataset", "all", "A set id (e.g. 23), a comma li
 _MNIST_DIR = flags.DEFINE_string("mnist_dir", None, "Another folder of the four MNIST files.")
 
 
-def parse_ids(spec: str) -> list[int]:
-    """'all' -> every generatable id; '1,23' -> [1, 23]."""
-    if spec == "all":
-        return list(catalog.GENERATABLE_IDS)
-    try:
-        return [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise app.UsageError(f"--dataset must be 'all' or comma-separated ids, got {spec!r}")
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.perf_counter()
-    for dataset_id in parse_ids(_DATASET.value):
+    try:
+        ids = cache.parse_ids(_DATASET.value)
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    for dataset_id in ids:
         t0 = time.perf_counter()
         try:
             generated = generator.generate(dataset_id, _SEED.value, _MNIST_DIR.value)
