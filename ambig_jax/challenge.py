@@ -110,7 +110,8 @@ def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budge
 def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_kind="local",
              oracle_url=None, force=False, log=print) -> list[SetResult]:
     """Solves each set, writes `<output_dir>/<id>_<name>/{submission.csv, report.json,
-    config.json}`, prints one summary line per set and returns the results."""
+    config.json, heads.npz}` (heads.npz: every head's target probabilities and the posteriors,
+    for analyses and plots), prints one summary line per set and returns the results."""
     if data_dir is None:
         data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
         for dataset_id in ids:
@@ -129,6 +130,8 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
         outputs.write_submission(run_dir, solution.predictions, force=force)
         outputs.write_json(run_dir / "config.json", dataclasses.asdict(config))
         outputs.write_json(run_dir / "report.json", report(solution, truth, oracle_kind))
+        outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,
+                             posteriors=np.stack(solution.posteriors))
         true_acc = None if truth is None else float(np.mean(solution.predictions == truth))
         result = SetResult(ds.id, ds.name, ds.info.points, ds.info.default_score,
                            len(solution.queries), solution.chosen_head,

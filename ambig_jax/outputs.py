@@ -110,3 +110,18 @@ def write_json(path, payload: dict) -> pathlib.Path:
     path = pathlib.Path(path)
     write_atomic(path, json.dumps(_to_jsonable(payload), indent=2, sort_keys=True) + "\n")
     return path
+
+
+def write_arrays(path, **arrays) -> pathlib.Path:
+    """Writes numpy arrays to an .npz file atomically (no pickled objects)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

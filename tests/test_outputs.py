@@ -47,3 +47,10 @@ def test_json_is_atomic_and_converts_numpy(tmp_path):
 def test_non_integer_predictions_are_refused(tmp_path):
     with pytest.raises(outputs.OutputError, match="integer"):
         outputs.write_submission(tmp_path, np.array([0.5, 1.0]))
+
+
+def test_arrays_are_written_atomically_without_pickle(tmp_path):
+    path = outputs.write_arrays(tmp_path / "heads.npz", probs=np.ones((2, 3)))
+    with np.load(path, allow_pickle=False) as data:
+        np.testing.assert_array_equal(data["probs"], np.ones((2, 3)))
+    assert [p.name for p in tmp_path.iterdir()] == ["heads.npz"]
