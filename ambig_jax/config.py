@@ -1,7 +1,6 @@
 """The one frozen description of a run; flags select, this describes (saved as config.json)."""
 
 import dataclasses
-import json
 
 STRATEGIES = ("hybrid", "divdis", "seqmi", "dbat", "erm")
 POOLS = ("target", "unlabeled+target")
@@ -48,6 +47,3 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

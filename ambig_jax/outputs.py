@@ -5,6 +5,7 @@ target-set order, using the original label values. A submission marked as submit
 (`SUBMITTED` beside it) is never overwritten unless forced.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -19,20 +20,27 @@ class OutputError(RuntimeError):
     """An output that must not be written, or a file that is not a valid submission."""
 
 
-def write_atomic(path, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
-    path = pathlib.Path(path)
+@contextlib.contextmanager
+def _replacing(path: pathlib.Path):
+    """Yields a temporary path beside `path`; on success it replaces `path` in one rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path, text: str) -> None:
+    """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
+    with _replacing(pathlib.Path(path)) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def format_submission(labels) -> str:
@@ -115,13 +123,6 @@ def write_json(path, payload: dict) -> pathlib.Path:
 def write_arrays(path, **arrays) -> pathlib.Path:
     """Writes numpy arrays to an .npz file atomically (no pickled objects)."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with _replacing(path) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
     return path

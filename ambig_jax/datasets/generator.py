@@ -179,7 +179,7 @@ def _compose(family, rng, images, labels, groups, fixed):
              + rng.normal(size=(n, 28, 28)) * std[:, None, None])[:, None]
     else:
         raise AssertionError(family)
-    if family == "constant_random_row" or family == "grey_random_row":
+    if family in ("constant_random_row", "grey_random_row"):
         meta["swapped"] = swap
     if family == "embed":
         x = fixed["embed"](x)
