@@ -24,6 +24,8 @@ _NUM_HEADS = flags.DEFINE_integer("num_heads", None, "Heads (default: the config
 _STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the config's).")
 _POOL = flags.DEFINE_string("pool", None, "Diversity pool (default: the config's).")
 _BACKBONE = flags.DEFINE_string("backbone", None, "mlp or conv (default: the config's).")
+_SMOOTHING = flags.DEFINE_float("label_smoothing", None, "Smoothing of pushed heads "
+                                 "(default: the config's).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Generated data folder (default: cache).")
 
 
@@ -32,7 +34,8 @@ def main(argv):
     data_dir = _DATA_DIR.value or cache.generated_dir(_SEED.value)
     ids = cache.parse_ids(_DATASET.value)
     overrides = {k: v for k, v in dict(num_heads=_NUM_HEADS.value, steps=_STEPS.value,
-                                       pool=_POOL.value, backbone=_BACKBONE.value).items()
+                                       pool=_POOL.value, backbone=_BACKBONE.value,
+                                       label_smoothing=_SMOOTHING.value).items()
                  if v is not None}
     print(f"{'set':>4} {'strategy':8} {'best':>6}  heads' target accuracy            "
           f"{'compile':>7} {'train':>6}")
