@@ -18,6 +18,11 @@ class Config:
       divdis: mutual information between every pair of heads, all heads trained jointly (DivDis).
       dbat: head h maximises the probability of disagreeing with each frozen earlier head (D-BAT).
       erm: no diversity term; heads differ by their initialisation only.
+
+    pool: the rows the diversity term sees. The target set by default: its rows are where the
+      features disagree at rate ~1/2, so the true pair of features is independent there; adding
+      the unlabeled rows (fewer cross pairs) made the true pair dependent and cost accuracy
+      (seed 0, mean best head 0.969 -> 0.925).
     """
     strategy: str = "hybrid"
     num_heads: int = 6
