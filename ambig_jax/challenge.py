@@ -14,6 +14,7 @@ from ambig_jax import pipeline
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
+from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
 
 DEFAULT_DATA_SEED = 0  # sets generated when no data folder is given
@@ -55,8 +56,9 @@ def versions() -> dict[str, str]:
 
 
 def hidden_labels(data_dir, dataset_id: int) -> np.ndarray | None:
-    path = pathlib.Path(data_dir) / "hidden" / f"{dataset_id}.npy"
-    return np.load(path, allow_pickle=False) if path.is_file() else None
+    """A generated set's target labels, or None for a folder without them."""
+    path = generator.hidden_labels_path(data_dir, dataset_id)
+    return generator.load_hidden_labels(data_dir, dataset_id) if path.is_file() else None
 
 
 def report(solution: pipeline.Solution, truth: np.ndarray | None, oracle_name: str) -> dict:
@@ -89,10 +91,10 @@ def report(solution: pipeline.Solution, truth: np.ndarray | None, oracle_name: s
 
 
 def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budget: int,
-                url: str | None = None) -> oracle_lib.Oracle:
+                url: str | None = None, truth: np.ndarray | None = None) -> oracle_lib.Oracle:
+    """The oracle for one set; the local one answers from `truth` (the hidden labels)."""
     ledger = oracle_lib.Ledger(pathlib.Path(output_dir) / "labels.sqlite")
     if kind == "local":
-        truth = hidden_labels(data_dir, dataset_id)
         if truth is None:
             raise oracle_lib.OracleError(
                 f"{data_dir}: no hidden/{dataset_id}.npy, so the local oracle cannot answer; "
@@ -123,16 +125,17 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
         run_dir = pathlib.Path(output_dir) / ds.name
         if outputs.is_submitted(run_dir) and not force:
             raise outputs.OutputError(f"{run_dir}: already submitted; pass --force to redo it")
-        oracle = make_oracle(oracle_kind, dataset_id, data_dir, output_dir, ds.classes,
-                             config.budget, oracle_url)
-        solution = pipeline.solve(ds, config, oracle, log)
         truth = hidden_labels(data_dir, dataset_id) if oracle_kind == "local" else None
+        oracle = make_oracle(oracle_kind, dataset_id, data_dir, output_dir, ds.classes,
+                             config.budget, oracle_url, truth)
+        solution = pipeline.solve(ds, config, oracle, log)
+        run_report = report(solution, truth, oracle_kind)
         outputs.write_submission(run_dir, solution.predictions, force=force)
         outputs.write_json(run_dir / "config.json", dataclasses.asdict(config))
-        outputs.write_json(run_dir / "report.json", report(solution, truth, oracle_kind))
+        outputs.write_json(run_dir / "report.json", run_report)
         outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,
                              posteriors=np.stack(solution.posteriors))
-        true_acc = None if truth is None else float(np.mean(solution.predictions == truth))
+        true_acc = run_report["true_accuracy"]
         result = SetResult(ds.id, ds.name, ds.info.points, ds.info.default_score,
                            len(solution.queries), solution.chosen_head,
                            solution.estimate.accuracy, solution.decision.submit,

@@ -32,6 +32,7 @@ import numpy as np
 from ambig_jax import outputs
 from ambig_jax import storage
 from ambig_jax.datasets import catalog
+from ambig_jax.datasets import generator
 
 BUDGET = 5
 USERS_ENV = "AMBIG_JAX_USERS"
@@ -80,7 +81,7 @@ class Leaderboard:
 
     def labels(self, dataset_id: int) -> np.ndarray:
         if dataset_id not in self._labels:
-            path = self.data_dir / "hidden" / f"{dataset_id}.npy"
+            path = generator.hidden_labels_path(self.data_dir, dataset_id)
             if not path.is_file():
                 raise RequestError(HTTPStatus.NOT_FOUND, f"unknown exercise_id {dataset_id}")
             self._labels[dataset_id] = np.load(path, allow_pickle=False).reshape(-1)
@@ -151,7 +152,7 @@ class Leaderboard:
         """Per user: accuracy per submitted set and the total (points x score, defaults else)."""
         with self._db() as db:
             rows = db.execute("SELECT username, dataset, accuracy FROM submissions").fetchall()
-        ids = sorted(int(p.stem) for p in (self.data_dir / "hidden").glob("*.npy")
+        ids = sorted(int(p.stem) for p in generator.hidden_dir(self.data_dir).glob("*.npy")
                      if p.stem.isdigit())
         board = []
         for username in sorted(self.users):

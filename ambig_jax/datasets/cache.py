@@ -22,7 +22,7 @@ def ensure_generated(data_dir, dataset_id: int, seed: int) -> None:
     info = catalog.info_for(dataset_id)
     folder = data_dir / "public" / info.name
     complete = all((folder / f).is_file() for f in loader.FILES) and \
-        (data_dir / "hidden" / f"{dataset_id}.npy").is_file()
+        generator.hidden_labels_path(data_dir, dataset_id).is_file()
     if not complete:
         generator.save(generator.generate(dataset_id, seed), data_dir)
 

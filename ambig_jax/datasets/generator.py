@@ -263,6 +263,16 @@ def generate(dataset_id: int, seed: int, mnist_dir=None) -> GeneratedSet:
     return GeneratedSet(info, x, y, meta)
 
 
+def hidden_dir(data_dir) -> pathlib.Path:
+    """The folder of the generated sets' target labels, beside `public/`."""
+    return pathlib.Path(data_dir) / "hidden"
+
+
+def hidden_labels_path(data_dir, dataset_id: int) -> pathlib.Path:
+    """Where a generated set's target labels live: `data_dir/hidden/<id>.npy`."""
+    return hidden_dir(data_dir) / f"{dataset_id}.npy"
+
+
 def save(generated: GeneratedSet, out_dir) -> None:
     """Writes `out_dir/public/<id>_<name>/*.npy` and the hidden `out_dir/hidden/<id>.npy`.
 
@@ -270,14 +280,14 @@ def save(generated: GeneratedSet, out_dir) -> None:
     """
     out_dir = pathlib.Path(out_dir)
     public = out_dir / "public" / generated.info.name
-    hidden = out_dir / "hidden"
+    hidden = hidden_dir(out_dir)
     public.mkdir(parents=True, exist_ok=True)
     hidden.mkdir(parents=True, exist_ok=True)
     np.save(public / "X_labeled.npy", generated.x["labeled"])
     np.save(public / "y_labeled.npy", generated.y["labeled"])
     np.save(public / "X_unlabeled.npy", generated.x["unlabeled"])
     np.save(public / "X_val.npy", generated.x["target"])
-    np.save(hidden / f"{generated.info.id}.npy", generated.y["target"])
+    np.save(hidden_labels_path(out_dir, generated.info.id), generated.y["target"])
     np.savez(hidden / f"{generated.info.id}_meta.npz",
              **{f"{split}/{key}": v for split, m in generated.meta.items() for key, v in m.items()},
              **{f"{split}/y": generated.y[split] for split in SPLITS})
@@ -285,7 +295,7 @@ def save(generated: GeneratedSet, out_dir) -> None:
 
 def load_hidden_labels(out_dir, dataset_id: int) -> np.ndarray:
     """The target labels (original values) that `save` wrote for a set."""
-    path = pathlib.Path(out_dir) / "hidden" / f"{dataset_id}.npy"
+    path = hidden_labels_path(out_dir, dataset_id)
     if not path.is_file():
         raise GeneratorError(f"{path}: missing hidden labels; generate the set first")
     return np.load(path, allow_pickle=False)
