@@ -94,7 +94,9 @@ def mutual_information(probs: jax.Array) -> jax.Array:
 
 
 def _mean_over_edges(values: jax.Array, edges: jax.Array) -> jax.Array:
-    """[H, G] values and 0/1 edges -> [H]: mean of values[h, g] over the edges of h (0 if none)."""
+    """[H, H] values and 0/1 edges -> [H]: mean of values[h, g] over the edges of h, the
+    diagonal ignored (0 for a head without edges)."""
+    edges = edges * (1.0 - jnp.eye(edges.shape[0]))
     return (values * edges).sum(axis=1) / jnp.maximum(edges.sum(axis=1), 1.0)
 
 
@@ -112,7 +114,6 @@ def directed_mutual_information(probs: jax.Array, edges: jax.Array) -> jax.Array
     Returns:
       [H] in nats; 0 for a head without edges.
     """
-    edges = edges * (1.0 - jnp.eye(edges.shape[0]))
     mi = mutual_information_matrix(probs, jax.lax.stop_gradient(probs))
     return _mean_over_edges(mi, edges)
 
@@ -130,7 +131,6 @@ def directed_disagreement(probs: jax.Array, edges: jax.Array) -> jax.Array:
     Returns:
       [H], mean over the batch; 0 for a head without edges.
     """
-    edges = edges * (1.0 - jnp.eye(edges.shape[0]))
     agree = jnp.einsum("hbc,gbc->hgb", probs, jax.lax.stop_gradient(probs))
     loss = -jnp.log1p(-jnp.clip(agree, 0.0, 1.0 - 1e-6)).mean(axis=-1)
     return _mean_over_edges(loss, edges)

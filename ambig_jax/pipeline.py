@@ -39,9 +39,8 @@ def calibrated_probs(ensemble: training.TrainedEnsemble, x: np.ndarray) -> np.nd
     """Heads' probabilities [H, N, C], with label smoothing's ceiling undone on pushed heads."""
     probs = ensemble.predict_proba(x)
     config = ensemble.config
-    pushed = training.diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
     return np.stack([disambiguation.unsmooth(p, config.label_smoothing) if push else p
-                     for p, push in zip(probs, pushed)])
+                     for p, push in zip(probs, training.pushed_heads(config))])
 
 
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:

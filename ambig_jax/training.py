@@ -83,6 +83,11 @@ def diversity_edges(strategy: str, num_heads: int) -> np.ndarray:
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
+def pushed_heads(config: Config) -> np.ndarray:
+    """[H] bool: heads with a diversity edge (they get label smoothing and the prior term)."""
+    return diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
+
+
 def make_step(module, optimizer, config: Config):
     """The pure training step `(state, key, data) -> (state, metrics)`.
 
@@ -93,7 +98,7 @@ def make_step(module, optimizer, config: Config):
     0.70 -> 0.98 target accuracy). Anchor heads stay plain ERM.
     """
     edges = jnp.asarray(diversity_edges(config.strategy, config.num_heads))
-    pushed = (edges.sum(axis=1) > 0).astype(jnp.float32)  # [H]
+    pushed = jnp.asarray(pushed_heads(config), jnp.float32)  # [H]
     diversity = (losses.directed_disagreement if config.strategy == "dbat"
                  else losses.directed_mutual_information)
 
