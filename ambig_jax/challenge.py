@@ -4,6 +4,7 @@ import dataclasses
 import importlib.metadata
 import pathlib
 import platform
+import time
 
 import jax
 import numpy as np
@@ -11,9 +12,10 @@ import numpy as np
 from ambig_jax import oracle as oracle_lib
 from ambig_jax import outputs
 from ambig_jax import pipeline
+from ambig_jax import plots
+from ambig_jax import saliency
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
-from ambig_jax.datasets import generator
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
 
@@ -32,7 +34,10 @@ class SetResult:
     submitted: bool
     reason: str
     true_accuracy: float | None  # when the hidden labels are known
-    seconds: float
+    best_head_accuracy: float | None  # the best head's, when the hidden labels are known
+    seconds: float  # the whole set: training, labels, pictures, files
+    train_seconds: float
+    compile_seconds: float
 
     @property
     def score(self) -> float | None:
@@ -110,10 +115,11 @@ def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budge
 
 
 def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_kind="local",
-             oracle_url=None, force=False, log=print) -> list[SetResult]:
+             oracle_url=None, force=False, pictures=True, log=print) -> list[SetResult]:
     """Solves each set, writes `<output_dir>/<id>_<name>/{submission.csv, report.json,
-    config.json, heads.npz}` (heads.npz: every head's target probabilities and the posteriors,
-    for analyses and plots), prints one summary line per set and returns the results."""
+    config.json, heads.npz}` (heads.npz: every head's target probabilities, the posteriors and
+    the saliency maps, for analyses), and with `pictures` the PNG figures and report.html
+    (`plots`); prints one summary line per set and returns the results."""
     if data_dir is None:
         data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
         for dataset_id in ids:
@@ -121,6 +127,7 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
         log(f"data: generated sets (seed {DEFAULT_DATA_SEED}) in {data_dir}")
     results = []
     for dataset_id in ids:
+        start = time.perf_counter()
         ds = loader.load_dataset(data_dir, dataset_id)
         run_dir = pathlib.Path(output_dir) / ds.name
         if outputs.is_submitted(run_dir) and not force:
@@ -133,13 +140,27 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
         outputs.write_submission(run_dir, solution.predictions, force=force)
         outputs.write_json(run_dir / "config.json", dataclasses.asdict(config))
         outputs.write_json(run_dir / "report.json", run_report)
+        maps = {}
+        if pictures:
+            maps["gradient"], maps["counts"] = saliency.gradient_saliency(
+                solution.ensemble, ds.x_target)
+            maps["occlusion"], _ = saliency.occlusion_saliency(solution.ensemble, ds.x_target)
         outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,
-                             posteriors=np.stack(solution.posteriors))
+                             posteriors=np.stack(solution.posteriors), **maps)
+        if pictures:
+            plots.write_report(run_dir, solution, run_report, maps)
         true_acc = run_report["true_accuracy"]
-        result = SetResult(ds.id, ds.name, ds.info.points, ds.info.default_score,
-                           len(solution.queries), solution.chosen_head,
-                           solution.estimate.accuracy, solution.decision.submit,
-                           solution.decision.reason, true_acc, solution.timings["total_seconds"])
+        head_acc = run_report["head_true_accuracy"]
+        result = SetResult(
+            dataset_id=ds.id, name=ds.name, points=ds.info.points,
+            default_score=ds.info.default_score, labels_used=len(solution.queries),
+            chosen_head=solution.chosen_head, estimated=solution.estimate.accuracy,
+            submitted=solution.decision.submit, reason=solution.decision.reason,
+            true_accuracy=true_acc,
+            best_head_accuracy=None if head_acc is None else float(np.max(head_acc)),
+            seconds=time.perf_counter() - start,
+            train_seconds=solution.timings["train_seconds"],
+            compile_seconds=solution.timings["compile_seconds"])
         results.append(result)
         truth_text = "" if true_acc is None else f", true accuracy {true_acc:.3f}"
         log(f"[{ds.name}] labels used {result.labels_used}, head {result.chosen_head}, "

@@ -28,6 +28,7 @@ class Solution:
     estimate: disambiguation.Estimate
     decision: disambiguation.Decision
     timings: dict[str, float]
+    ensemble: training.TrainedEnsemble  # the heads themselves (for saliency maps)
 
     def agreement_matrix(self) -> np.ndarray:
         """[H, H] share of target rows on which two heads predict the same class."""
@@ -88,4 +89,5 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
                "total_seconds": time.perf_counter() - start}
     return Solution(dataset=dataset, config=config, predictions=dataset.to_original(predicted),
                     head_probs=probs, chosen_head=head, queries=queries, posteriors=posteriors,
-                    estimate=estimate, decision=decision, timings=timings)
+                    estimate=estimate, decision=decision, timings=timings,
+                    ensemble=ensemble)

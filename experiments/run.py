@@ -2,7 +2,7 @@ r"""Plays the challenge: python -m experiments.run --dataset=23
 
 With no --data_dir, the sets are generated from the bundled MNIST into a cache folder and a
 local oracle answers from their hidden labels. Outputs go to
-`<output_dir>/<id>_<name>/{submission.csv, report.json, config.json}`; revealed labels are
+`<output_dir>/<id>_<name>/{submission.csv, report.json, config.json, report.html, *.png}`; revealed labels are
 kept in `<output_dir>/labels.sqlite`, so a rerun never asks for a label twice.
 """
 
@@ -28,6 +28,7 @@ _NUM_HEADS = flags.DEFINE_integer("num_heads", Config.num_heads, "Heads in the e
 _STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
 _SEED = flags.DEFINE_integer("seed", Config.seed, "Training and query seed.")
 _BUDGET = flags.DEFINE_integer("budget", Config.budget, "Labels to ask for (at most 5).")
+_PICTURES = flags.DEFINE_bool("pictures", True, "Write the PNG figures and report.html.")
 _FORCE = flags.DEFINE_bool("force", False, "Overwrite a submission already marked submitted.")
 
 
@@ -42,7 +43,7 @@ def main(argv):
     else:
         ids = cache.parse_ids(_DATASET.value)
     results = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value, _ORACLE.value,
-                                 _ORACLE_URL.value, _FORCE.value)
+                                 _ORACLE_URL.value, _FORCE.value, _PICTURES.value)
     if len(results) > 1:
         print(challenge.score_table(results))
 

@@ -78,7 +78,9 @@ def test_sum_set_is_abstained(tmp_path):
 
 
 def test_score_table_totals_points():
-    results = [challenge.SetResult(1, "01_mnist_cc", 1, 0.8, 5, 0, 0.99, True, "", 0.99, 1.0),
-               challenge.SetResult(6, "06_mnist_sum", 1, 0.8, 5, 0, 0.7, False, "", 0.7, 1.0)]
+    results = [challenge.SetResult(1, "01_mnist_cc", 1, 0.8, 5, 0, 0.99, True, "", 0.99, 0.99, 1.0,
+                                       0.5, 0.1),
+               challenge.SetResult(6, "06_mnist_sum", 1, 0.8, 5, 0, 0.7, False, "", 0.7, 0.75, 1.0,
+                                       0.5, 0.1)]
     table = challenge.score_table(results)
     assert "| total | | | | | | 1.790 of 2 |" in table

@@ -1,0 +1,116 @@
+"""Side-by-side numbers: strategies x data sets x seeds, aggregated into tables (pure).
+
+A row is one (seed, strategy, data set) run of the whole pipeline (`challenge.run_sets`):
+the accuracy of what it would submit, the best head's accuracy, labels used, the decision,
+estimated vs true accuracy and timings. The challenge score of a (strategy, seed) is the sum
+over sets of points x (true accuracy if submitted, else the set's default score).
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    seed: int
+    strategy: str
+    dataset_id: int
+    name: str
+    points: float
+    default_score: float
+    accuracy: float  # of the kept head's predictions on the target set
+    best_head_accuracy: float
+    labels_used: int
+    submitted: bool
+    estimated: float
+    compile_seconds: float
+    train_seconds: float
+    total_seconds: float
+
+    @property
+    def score(self) -> float:
+        return self.accuracy if self.submitted else self.default_score
+
+
+def row_from_result(seed: int, strategy: str, result) -> Row:
+    """A `Row` from a `challenge.SetResult` of a run whose hidden labels are known."""
+    if result.true_accuracy is None:
+        raise ValueError(f"{result.name}: the benchmark needs the hidden labels to score a run")
+    return Row(seed=seed, strategy=strategy, dataset_id=result.dataset_id, name=result.name,
+               points=result.points, default_score=result.default_score,
+               accuracy=result.true_accuracy, best_head_accuracy=result.best_head_accuracy,
+               labels_used=result.labels_used, submitted=result.submitted,
+               estimated=result.estimated, compile_seconds=result.compile_seconds,
+               train_seconds=result.train_seconds, total_seconds=result.seconds)
+
+
+def _group(rows, *keys):
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(getattr(row, k) for k in keys), []).append(row)
+    return groups
+
+
+def challenge_scores(rows: list[Row]) -> dict[str, dict[int, float]]:
+    """strategy -> seed -> the challenge score (sum of points x score over its sets)."""
+    scores: dict[str, dict[int, float]] = {}
+    for (strategy, seed), group in sorted(_group(rows, "strategy", "seed").items()):
+        scores.setdefault(strategy, {})[seed] = float(sum(r.points * r.score for r in group))
+    return scores
+
+
+def summary(rows: list[Row]) -> dict:
+    """Per strategy: score per seed and its mean, the points at stake, the mean absolute error
+    of the accuracy estimate on submitted sets, the largest labels count, mean times."""
+    result = {}
+    scores = challenge_scores(rows)
+    for (strategy,), group in sorted(_group(rows, "strategy").items()):
+        submitted = [r for r in group if r.submitted]
+        seeds = scores[strategy]
+        result[strategy] = {
+            "score_per_seed": seeds,
+            "score_mean": float(np.mean(list(seeds.values()))),
+            "points": float(sum(r.points for r in group) / len(seeds)),
+            "estimate_mae": (float(np.mean([abs(r.estimated - r.accuracy) for r in submitted]))
+                             if submitted else None),
+            "max_labels": max(r.labels_used for r in group),
+            "compile_seconds_mean": float(np.mean([r.compile_seconds for r in group])),
+            "train_seconds_mean": float(np.mean([r.train_seconds for r in group])),
+            "total_seconds_mean": float(np.mean([r.total_seconds for r in group])),
+        }
+    return result
+
+
+def markdown(rows: list[Row]) -> str:
+    """Two tables: accuracy per set and strategy (mean over seeds, with the best head's and
+    the decisions), then the score and timings per strategy."""
+    strategies = sorted({r.strategy for r in rows})
+    seeds = sorted({r.seed for r in rows})
+    cells = _group(rows, "dataset_id", "strategy")
+    names = {r.dataset_id: r.name for r in rows}
+    lines = [f"Target accuracy of the kept head, mean over seeds {', '.join(map(str, seeds))} "
+             "(best head in brackets; S/A = submitted/abstained per seed)", "",
+             "| set | " + " | ".join(strategies) + " |",
+             "|---|" + "---|" * len(strategies)]
+    for dataset_id in sorted(names):
+        row = [names[dataset_id]]
+        for strategy in strategies:
+            group = sorted(cells.get((dataset_id, strategy), []), key=lambda r: r.seed)
+            if not group:
+                row.append("—")
+                continue
+            decisions = "".join("S" if r.submitted else "A" for r in group)
+            row.append(f"{np.mean([r.accuracy for r in group]):.3f} "
+                       f"({np.mean([r.best_head_accuracy for r in group]):.3f}) {decisions}")
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "| strategy | challenge score, mean (per seed) | of points | "
+              "estimate MAE (submitted) | max labels | train s / set | compile s / set | "
+              "total s / set |", "|---|---|---|---|---|---|---|---|"]
+    for strategy, s in summary(rows).items():
+        per_seed = ", ".join(f"{v:.3f}" for _, v in sorted(s["score_per_seed"].items()))
+        mae = "—" if s["estimate_mae"] is None else f"{s['estimate_mae']:.3f}"
+        lines.append(f"| {strategy} | {s['score_mean']:.3f} ({per_seed}) | {s['points']:g} | "
+                     f"{mae} | {s['max_labels']} | {s['train_seconds_mean']:.1f} | "
+                     f"{s['compile_seconds_mean']:.1f} | {s['total_seconds_mean']:.1f} |")
+    return "\n".join(lines)

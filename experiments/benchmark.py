@@ -1,0 +1,83 @@
+r"""Strategies side by side on generated sets, several seeds, the whole pipeline each time.
+
+  python -m experiments.benchmark --seeds=0,1,2 --dataset=all --strategies=hybrid,divdis,dbat,erm
+
+Seed s generates the data (`cache.generated_dir(s)`) and seeds training and queries; a local
+oracle answers from the hidden labels, with a fresh 5-label ledger per (seed, strategy). ERM
+(independent heads, one kept by the same 5 labels) is the floor. Writes
+`<output_dir>/benchmark.md` and `benchmark.json`, and every run's outputs under
+`<output_dir>/seed<s>/<strategy>/`.
+"""
+
+import dataclasses
+import os
+import pathlib
+import platform
+import shutil
+
+from absl import app
+from absl import flags
+
+from ambig_jax import benchmark
+from ambig_jax import challenge
+from ambig_jax import outputs
+from ambig_jax.config import Config, STRATEGIES
+from ambig_jax.datasets import cache
+
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Data and training seeds.")
+_DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (generatable).")
+_STRATEGIES = flags.DEFINE_list("strategies", ["hybrid", "divdis", "dbat", "erm"],
+                                f"Strategies, among {STRATEGIES}.")
+_NUM_HEADS = flags.DEFINE_integer("num_heads", Config.num_heads, "Heads, for every strategy.")
+_STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs/benchmark", "Where results go.")
+_PICTURES = flags.DEFINE_bool("pictures", False, "Also write every run's figures.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete an earlier benchmark in output_dir.")
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), **challenge.versions()}
+
+
+def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
+        log=print) -> list[benchmark.Row]:
+    """Every (seed, strategy) over the sets `ids`; returns one row per run."""
+    rows = []
+    for seed in seeds:
+        data_dir = cache.generated_dir(seed)
+        for dataset_id in ids:
+            cache.ensure_generated(data_dir, dataset_id, seed)
+        for strategy in strategies:
+            config = base.replace(strategy=strategy, seed=seed)
+            run_dir = pathlib.Path(output_dir) / f"seed{seed}" / strategy
+            results = challenge.run_sets(ids, config, data_dir, run_dir, pictures=pictures,
+                                         log=log)
+            rows += [benchmark.row_from_result(seed, strategy, r) for r in results]
+    return rows
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    output_dir = pathlib.Path(_OUTPUT_DIR.value)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        if not _OVERWRITE.value:
+            raise app.UsageError(f"{output_dir} holds an earlier benchmark (its labels would be "
+                                 "reused); pass --overwrite to delete it or pick another folder")
+        shutil.rmtree(output_dir)
+    seeds = [int(s) for s in _SEEDS.value]
+    ids = cache.parse_ids(_DATASET.value)
+    base = Config(num_heads=_NUM_HEADS.value, steps=_STEPS.value)
+    rows = run(seeds, ids, _STRATEGIES.value, base, output_dir, _PICTURES.value,
+               log=lambda line: print(line, flush=True))
+    table = benchmark.markdown(rows)
+    outputs.write_atomic(output_dir / "benchmark.md", table + "\n")
+    outputs.write_json(output_dir / "benchmark.json", {
+        "rows": [dataclasses.asdict(r) for r in rows], "summary": benchmark.summary(rows),
+        "config": dataclasses.asdict(base), "machine": machine()})
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(main)

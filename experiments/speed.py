@@ -1,0 +1,69 @@
+r"""Training speed against the number of heads: one vmapped run vs H separate runs.
+
+  python -m experiments.speed --dataset=1 --heads=1,2,4,8 --steps=300
+
+For each strategy and H, trains H heads in one compiled scan and reports the steady-state
+training time (compile separately), images per second per head (labeled + pool rows of
+every step), and the ratio of the vmapped run's time to H separate one-head runs
+(H x the time of H=1): below 1, stacking heads pays.
+"""
+
+from absl import app
+from absl import flags
+
+from ambig_jax import training
+from ambig_jax.config import Config
+from ambig_jax.datasets import cache
+from ambig_jax.datasets import loader
+
+_DATASET = flags.DEFINE_integer("dataset", 1, "Generated set to train on.")
+_HEADS = flags.DEFINE_list("heads", ["1", "2", "4", "8"], "Numbers of heads; the first, if 1, "
+                           "is the baseline of the ratios.")
+_STEPS = flags.DEFINE_integer("steps", 300, "Training steps per run.")
+_STRATEGIES = flags.DEFINE_list("strategies", ["erm", "divdis"], "Strategies to time.")
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Runs per point; the fastest is kept.")
+
+
+def time_runs(dataset, strategy: str, heads: list[int], steps: int, repeats: int) -> list[dict]:
+    """One row per H: best-of-`repeats` train seconds, compile seconds, images/s per head."""
+    rows = []
+    for num_heads in heads:
+        config = Config(strategy=strategy, num_heads=num_heads, steps=steps)
+        runs = [training.train(config, dataset) for _ in range(repeats)]
+        train = min(r.train_seconds for r in runs)
+        images = steps * (config.batch_labeled + config.batch_pool)
+        rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
+                     "compile_seconds": min(r.compile_seconds for r in runs),
+                     "images_per_second_per_head": images / train})
+    single = rows[0]["train_seconds"] if heads[0] == 1 else None
+    for row in rows:
+        row["vs_separate_runs"] = (None if single is None
+                                   else row["train_seconds"] / (row["heads"] * single))
+        row["vs_separate_runs_with_compile"] = (
+            None if single is None else (row["train_seconds"] + row["compile_seconds"])
+            / (row["heads"] * (single + rows[0]["compile_seconds"])))
+    return rows
+
+
+def main(argv):
+    del argv
+    data_dir = cache.generated_dir(0)
+    cache.ensure_generated(data_dir, _DATASET.value, 0)
+    dataset = loader.load_dataset(data_dir, _DATASET.value)
+    heads = [int(h) for h in _HEADS.value]
+    print(f"set {dataset.name}, input {dataset.input_shape}, {_STEPS.value} steps, "
+          f"best of {_REPEATS.value}")
+    print("| strategy | H | train s | compile s | images/s per head | vmapped / H separate "
+          "| the same, compile included |")
+    print("|---|---|---|---|---|---|---|")
+    for strategy in _STRATEGIES.value:
+        for r in time_runs(dataset, strategy, heads, _STEPS.value, _REPEATS.value):
+            ratios = ["—" if r[k] is None else f"{r[k]:.2f}"
+                      for k in ("vs_separate_runs", "vs_separate_runs_with_compile")]
+            print(f"| {strategy} | {r['heads']} | {r['train_seconds']:.2f} | "
+                  f"{r['compile_seconds']:.2f} | {r['images_per_second_per_head']:.0f} | "
+                  f"{ratios[0]} | {ratios[1]} |", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,50 @@
+"""Benchmark aggregation on hand-made rows, and one tiny real benchmark run."""
+
+import numpy as np
+
+from ambig_jax import benchmark
+from ambig_jax.config import Config
+from experiments import benchmark as benchmark_main
+
+
+def _row(seed, strategy, dataset_id, accuracy, submitted, estimated=0.9, points=1.0):
+    return benchmark.Row(seed=seed, strategy=strategy, dataset_id=dataset_id,
+                         name=f"{dataset_id:02d}_set", points=points, default_score=0.8,
+                         accuracy=accuracy, best_head_accuracy=accuracy + 0.01, labels_used=5,
+                         submitted=submitted, estimated=estimated, compile_seconds=1.0,
+                         train_seconds=2.0, total_seconds=4.0)
+
+
+ROWS = [_row(0, "divdis", 1, 0.99, True, 0.95), _row(0, "divdis", 6, 0.70, False, points=2),
+        _row(1, "divdis", 1, 0.97, True, 0.99), _row(1, "divdis", 6, 0.60, True, 0.65, 2),
+        _row(0, "erm", 1, 0.75, False), _row(0, "erm", 6, 0.90, True, 0.9, 2)]
+
+
+def test_challenge_score_uses_defaults_for_abstentions():
+    scores = benchmark.challenge_scores(ROWS)
+    assert scores["divdis"][0] == 0.99 + 2 * 0.8
+    assert scores["divdis"][1] == 0.97 + 2 * 0.60
+    assert scores["erm"] == {0: 0.8 + 2 * 0.90}
+
+
+def test_summary_and_markdown():
+    s = benchmark.summary(ROWS)
+    assert s["divdis"]["points"] == 3
+    np.testing.assert_allclose(s["divdis"]["score_mean"], (2.59 + 2.17) / 2)
+    np.testing.assert_allclose(s["divdis"]["estimate_mae"], (0.04 + 0.02 + 0.05) / 3)
+    table = benchmark.markdown(ROWS)
+    assert "| 01_set | 0.980 (0.990) SS | 0.750 (0.760) A |" in table
+    assert "| 06_set | 0.650 (0.660) AS | 0.900 (0.910) S |" in table
+    assert "| divdis | 2.380 (2.590, 2.170) | 3 | 0.037 | 5 |" in table
+
+
+def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
+    monkeypatch.setenv("AMBIG_JAX_CACHE", str(tmp_path / "cache"))
+    rows = benchmark_main.run([0, 1], [0], ["divdis", "erm"], Config(num_heads=2, steps=100),
+                              tmp_path / "bench", log=lambda *_: None)
+    assert [(r.seed, r.strategy) for r in rows] == [(0, "divdis"), (0, "erm"), (1, "divdis"),
+                                                   (1, "erm")]
+    assert all(r.labels_used <= 5 and r.accuracy <= r.best_head_accuracy + 1e-9 for r in rows)
+    assert all(0 <= r.accuracy <= 1 and r.train_seconds > 0 for r in rows)
+    assert (tmp_path / "bench" / "seed1" / "erm" / "00_toy_dataset" / "submission.csv").is_file()
+    assert set(benchmark.challenge_scores(rows)) == {"divdis", "erm"}
