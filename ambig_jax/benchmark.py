@@ -32,6 +32,12 @@ class Row:
     def score(self) -> float:
         return self.accuracy if self.submitted else self.default_score
 
+    @property
+    def decision_loss(self) -> float:
+        """Points lost to the submit/abstain decision: what knowing the true accuracy would
+        have scored (the larger of it and the default) minus the score."""
+        return self.points * (max(self.accuracy, self.default_score) - self.score)
+
 
 def row_from_result(seed: int, strategy: str, result) -> Row:
     """A `Row` from a `challenge.SetResult` of a run whose hidden labels are known."""
@@ -61,8 +67,9 @@ def challenge_scores(rows: list[Row]) -> dict[str, dict[int, float]]:
 
 
 def summary(rows: list[Row]) -> dict:
-    """Per strategy: score per seed and its mean, the points at stake, the mean absolute error
-    of the accuracy estimate on submitted sets, the largest labels count, mean times."""
+    """Per strategy: score per seed and its mean, the points at stake, the points lost to
+    decisions (mean per seed), the mean absolute error of the accuracy estimate on submitted
+    sets, the largest labels count, mean times."""
     result = {}
     scores = challenge_scores(rows)
     for (strategy,), group in sorted(_group(rows, "strategy").items()):
@@ -72,6 +79,7 @@ def summary(rows: list[Row]) -> dict:
             "score_per_seed": seeds,
             "score_mean": float(np.mean(list(seeds.values()))),
             "points": float(sum(r.points for r in group) / len(seeds)),
+            "decision_loss_mean": float(sum(r.decision_loss for r in group) / len(seeds)),
             "estimate_mae": (float(np.mean([abs(r.estimated - r.accuracy) for r in submitted]))
                              if submitted else None),
             "max_labels": max(r.labels_used for r in group),
@@ -104,13 +112,13 @@ def markdown(rows: list[Row]) -> str:
             row.append(f"{np.mean([r.accuracy for r in group]):.3f} "
                        f"({np.mean([r.best_head_accuracy for r in group]):.3f}) {decisions}")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| strategy | challenge score, mean (per seed) | of points | "
+    lines += ["", "| strategy | challenge score, mean (per seed) | of points | lost to decisions | "
               "estimate MAE (submitted) | max labels | train s / set | compile s / set | "
-              "total s / set |", "|---|---|---|---|---|---|---|---|"]
+              "total s / set |", "|---|---|---|---|---|---|---|---|---|"]
     for strategy, s in summary(rows).items():
         per_seed = ", ".join(f"{v:.3f}" for _, v in sorted(s["score_per_seed"].items()))
         mae = "—" if s["estimate_mae"] is None else f"{s['estimate_mae']:.3f}"
         lines.append(f"| {strategy} | {s['score_mean']:.3f} ({per_seed}) | {s['points']:g} | "
-                     f"{mae} | {s['max_labels']} | {s['train_seconds_mean']:.1f} | "
+                     f"{s['decision_loss_mean']:.3f} | {mae} | {s['max_labels']} | {s['train_seconds_mean']:.1f} | "
                      f"{s['compile_seconds_mean']:.1f} | {s['total_seconds_mean']:.1f} |")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ oracle answers from the hidden labels, with a fresh 5-label ledger per (seed, st
 """
 
 import dataclasses
+import json
 import os
 import pathlib
 import platform
@@ -33,6 +34,8 @@ _STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs/benchmark", "Where results go.")
 _PICTURES = flags.DEFINE_bool("pictures", False, "Also write every run's figures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete an earlier benchmark in output_dir.")
+_TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Run nothing: rebuild benchmark.md and the "
+                                 "summary from the rows of output_dir/benchmark.json.")
 
 
 def machine() -> dict:
@@ -57,10 +60,26 @@ def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
     return rows
 
 
+def write_tables(output_dir: pathlib.Path, rows: list[benchmark.Row], extra: dict) -> str:
+    """benchmark.md and benchmark.json (rows, summary and `extra`); returns the Markdown."""
+    table = benchmark.markdown(rows)
+    outputs.write_atomic(output_dir / "benchmark.md", table + "\n")
+    outputs.write_json(output_dir / "benchmark.json", {
+        **extra, "rows": [dataclasses.asdict(r) for r in rows],
+        "summary": benchmark.summary(rows)})
+    return table
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     output_dir = pathlib.Path(_OUTPUT_DIR.value)
+    if _TABLES_ONLY.value:
+        saved = json.loads((output_dir / "benchmark.json").read_text())
+        rows = [benchmark.Row(**row) for row in saved.pop("rows")]
+        saved.pop("summary", None)
+        print(write_tables(output_dir, rows, saved))
+        return
     if output_dir.exists() and any(output_dir.iterdir()):
         if not _OVERWRITE.value:
             raise app.UsageError(f"{output_dir} holds an earlier benchmark (its labels would be "
@@ -71,12 +90,8 @@ def main(argv):
     base = Config(num_heads=_NUM_HEADS.value, steps=_STEPS.value)
     rows = run(seeds, ids, _STRATEGIES.value, base, output_dir, _PICTURES.value,
                log=lambda line: print(line, flush=True))
-    table = benchmark.markdown(rows)
-    outputs.write_atomic(output_dir / "benchmark.md", table + "\n")
-    outputs.write_json(output_dir / "benchmark.json", {
-        "rows": [dataclasses.asdict(r) for r in rows], "summary": benchmark.summary(rows),
-        "config": dataclasses.asdict(base), "machine": machine()})
-    print(table)
+    print(write_tables(output_dir, rows, {
+        "config": dataclasses.asdict(base), "varied": ["strategy", "seed"], "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Benchmark aggregation on hand-made rows, and one tiny real benchmark run."""
 
+import json
+
 import numpy as np
 
 from ambig_jax import benchmark
@@ -32,10 +34,12 @@ def test_summary_and_markdown():
     assert s["divdis"]["points"] == 3
     np.testing.assert_allclose(s["divdis"]["score_mean"], (2.59 + 2.17) / 2)
     np.testing.assert_allclose(s["divdis"]["estimate_mae"], (0.04 + 0.02 + 0.05) / 3)
+    np.testing.assert_allclose(s["erm"]["decision_loss_mean"], 0.0)  # abstained at 0.75 < 0.8
     table = benchmark.markdown(ROWS)
     assert "| 01_set | 0.980 (0.990) SS | 0.750 (0.760) A |" in table
     assert "| 06_set | 0.650 (0.660) AS | 0.900 (0.910) S |" in table
-    assert "| divdis | 2.380 (2.590, 2.170) | 3 | 0.037 | 5 |" in table
+    # seed 1 submitted set 6 at 0.60 < 0.80 on 2 points: 0.4 lost, 0.2 per seed
+    assert "| divdis | 2.380 (2.590, 2.170) | 3 | 0.200 | 0.037 | 5 |" in table
 
 
 def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
@@ -48,3 +52,11 @@ def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
     assert all(0 <= r.accuracy <= 1 and r.train_seconds > 0 for r in rows)
     assert (tmp_path / "bench" / "seed1" / "erm" / "00_toy_dataset" / "submission.csv").is_file()
     assert set(benchmark.challenge_scores(rows)) == {"divdis", "erm"}
+
+
+def test_tables_round_trip_through_json(tmp_path):
+    table = benchmark_main.write_tables(tmp_path, ROWS, {"machine": {"cpus": 2}})
+    saved = json.loads((tmp_path / "benchmark.json").read_text())
+    assert [benchmark.Row(**row) for row in saved["rows"]] == ROWS
+    assert saved["machine"] == {"cpus": 2} and "divdis" in saved["summary"]
+    assert (tmp_path / "benchmark.md").read_text() == table + "\n"
