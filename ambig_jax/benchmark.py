@@ -1,14 +1,26 @@
-"""Side-by-side numbers: strategies x data sets x seeds, aggregated into tables (pure).
+"""Side-by-side numbers: strategies x data sets x seeds through the whole pipeline, tables of
+them, and the training time against the number of heads.
 
 A row is one (seed, strategy, data set) run of the whole pipeline (`challenge.run_sets`):
 the accuracy of what it would submit, the best head's accuracy, labels used, the decision,
 estimated vs true accuracy and timings. The challenge score of a (strategy, seed) is the sum
-over sets of points x (true accuracy if submitted, else the set's default score).
+over sets of points x (true accuracy if submitted, else the set's default score). The
+aggregation (`challenge_scores`, `summary`, `markdown`) is pure; `run`, `time_heads` and
+`write_tables` train and write.
 """
 
 import dataclasses
+import os
+import pathlib
+import platform
 
 import numpy as np
+
+from ambig_jax import challenge
+from ambig_jax import outputs
+from ambig_jax import training
+from ambig_jax.config import Config
+from ambig_jax.datasets import cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,3 +134,67 @@ def markdown(rows: list[Row]) -> str:
                      f"{s['decision_loss_mean']:.3f} | {mae} | {s['max_labels']} | {s['train_seconds_mean']:.1f} | "
                      f"{s['compile_seconds_mean']:.1f} | {s['total_seconds_mean']:.1f} |")
     return "\n".join(lines)
+
+
+def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
+        log=print) -> list[Row]:
+    """Every (seed, strategy) over the generated sets `ids`; one row per run.
+
+    Seed s generates the data (`cache.generated_dir(s)`) and seeds training and queries; a
+    local oracle answers from the hidden labels, with a fresh ledger per (seed, strategy) under
+    `<output_dir>/seed<s>/<strategy>/`.
+    """
+    rows = []
+    for seed in seeds:
+        data_dir = cache.generated_dir(seed)
+        for dataset_id in ids:
+            cache.ensure_generated(data_dir, dataset_id, seed)
+        for strategy in strategies:
+            log(f"== seed {seed}, strategy {strategy} ==")
+            config = base.replace(strategy=strategy, seed=seed)
+            run_dir = pathlib.Path(output_dir) / f"seed{seed}" / strategy
+            results = challenge.run_sets(ids, config, data_dir, run_dir, pictures=pictures,
+                                         log=log)
+            rows += [row_from_result(seed, strategy, r) for r in results]
+    return rows
+
+
+def machine() -> dict:
+    """Where the numbers were measured."""
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), **challenge.versions()}
+
+
+def write_tables(output_dir, rows: list[Row], extra: dict) -> str:
+    """benchmark.md and benchmark.json (rows, summary and `extra`); returns the Markdown."""
+    output_dir = pathlib.Path(output_dir)
+    table = markdown(rows)
+    outputs.write_atomic(output_dir / "benchmark.md", table + "\n")
+    outputs.write_json(output_dir / "benchmark.json", {
+        **extra, "rows": [dataclasses.asdict(r) for r in rows], "summary": summary(rows)})
+    return table
+
+
+def time_heads(dataset, strategy: str, heads: list[int], steps: int,
+               repeats: int) -> list[dict]:
+    """Training time against H: one row per H with best-of-`repeats` train and compile seconds,
+    images per second per head (labeled + pool rows of every step), and, when heads[0] is 1,
+    the ratio of the vmapped run to H separate one-head runs, without and with compilation
+    (H separate runs would also compile H times)."""
+    rows = []
+    for num_heads in heads:
+        config = Config(strategy=strategy, num_heads=num_heads, steps=steps)
+        runs = [training.train(config, dataset) for _ in range(repeats)]
+        train = min(r.train_seconds for r in runs)
+        images = steps * (config.batch_labeled + config.batch_pool)
+        rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
+                     "compile_seconds": min(r.compile_seconds for r in runs),
+                     "images_per_second_per_head": images / train})
+    base = rows[0] if heads[0] == 1 else None
+    for row in rows:
+        row["vs_separate_runs"] = (None if base is None else
+                                   row["train_seconds"] / (row["heads"] * base["train_seconds"]))
+        row["vs_separate_runs_with_compile"] = (
+            None if base is None else (row["train_seconds"] + row["compile_seconds"])
+            / (row["heads"] * (base["train_seconds"] + base["compile_seconds"])))
+    return rows

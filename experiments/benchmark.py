@@ -11,17 +11,13 @@ oracle answers from the hidden labels, with a fresh 5-label ledger per (seed, st
 
 import dataclasses
 import json
-import os
 import pathlib
-import platform
 import shutil
 
 from absl import app
 from absl import flags
 
 from ambig_jax import benchmark
-from ambig_jax import challenge
-from ambig_jax import outputs
 from ambig_jax.config import Config, STRATEGIES
 from ambig_jax.datasets import cache
 
@@ -38,38 +34,6 @@ _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Run nothing: rebuild ben
                                  "summary from the rows of output_dir/benchmark.json.")
 
 
-def machine() -> dict:
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), **challenge.versions()}
-
-
-def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
-        log=print) -> list[benchmark.Row]:
-    """Every (seed, strategy) over the sets `ids`; returns one row per run."""
-    rows = []
-    for seed in seeds:
-        data_dir = cache.generated_dir(seed)
-        for dataset_id in ids:
-            cache.ensure_generated(data_dir, dataset_id, seed)
-        for strategy in strategies:
-            config = base.replace(strategy=strategy, seed=seed)
-            run_dir = pathlib.Path(output_dir) / f"seed{seed}" / strategy
-            results = challenge.run_sets(ids, config, data_dir, run_dir, pictures=pictures,
-                                         log=log)
-            rows += [benchmark.row_from_result(seed, strategy, r) for r in results]
-    return rows
-
-
-def write_tables(output_dir: pathlib.Path, rows: list[benchmark.Row], extra: dict) -> str:
-    """benchmark.md and benchmark.json (rows, summary and `extra`); returns the Markdown."""
-    table = benchmark.markdown(rows)
-    outputs.write_atomic(output_dir / "benchmark.md", table + "\n")
-    outputs.write_json(output_dir / "benchmark.json", {
-        **extra, "rows": [dataclasses.asdict(r) for r in rows],
-        "summary": benchmark.summary(rows)})
-    return table
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -78,7 +42,7 @@ def main(argv):
         saved = json.loads((output_dir / "benchmark.json").read_text())
         rows = [benchmark.Row(**row) for row in saved.pop("rows")]
         saved.pop("summary", None)
-        print(write_tables(output_dir, rows, saved))
+        print(benchmark.write_tables(output_dir, rows, saved))
         return
     if output_dir.exists() and any(output_dir.iterdir()):
         if not _OVERWRITE.value:
@@ -88,10 +52,11 @@ def main(argv):
     seeds = [int(s) for s in _SEEDS.value]
     ids = cache.parse_ids(_DATASET.value)
     base = Config(num_heads=_NUM_HEADS.value, steps=_STEPS.value)
-    rows = run(seeds, ids, _STRATEGIES.value, base, output_dir, _PICTURES.value,
-               log=lambda line: print(line, flush=True))
-    print(write_tables(output_dir, rows, {
-        "config": dataclasses.asdict(base), "varied": ["strategy", "seed"], "machine": machine()}))
+    rows = benchmark.run(seeds, ids, _STRATEGIES.value, base, output_dir, _PICTURES.value,
+                         log=lambda line: print(line, flush=True))
+    print(benchmark.write_tables(output_dir, rows, {
+        "config": dataclasses.asdict(base), "varied": ["strategy", "seed"],
+        "machine": benchmark.machine()}))
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ every step), and the ratio of the vmapped run's time to H separate one-head runs
 from absl import app
 from absl import flags
 
-from ambig_jax import training
-from ambig_jax.config import Config
+from ambig_jax import benchmark
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import loader
 
@@ -22,27 +21,6 @@ _HEADS = flags.DEFINE_list("heads", ["1", "2", "4", "8"], "Numbers of heads; the
 _STEPS = flags.DEFINE_integer("steps", 300, "Training steps per run.")
 _STRATEGIES = flags.DEFINE_list("strategies", ["erm", "divdis"], "Strategies to time.")
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Runs per point; the fastest is kept.")
-
-
-def time_runs(dataset, strategy: str, heads: list[int], steps: int, repeats: int) -> list[dict]:
-    """One row per H: best-of-`repeats` train seconds, compile seconds, images/s per head."""
-    rows = []
-    for num_heads in heads:
-        config = Config(strategy=strategy, num_heads=num_heads, steps=steps)
-        runs = [training.train(config, dataset) for _ in range(repeats)]
-        train = min(r.train_seconds for r in runs)
-        images = steps * (config.batch_labeled + config.batch_pool)
-        rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
-                     "compile_seconds": min(r.compile_seconds for r in runs),
-                     "images_per_second_per_head": images / train})
-    single = rows[0]["train_seconds"] if heads[0] == 1 else None
-    for row in rows:
-        row["vs_separate_runs"] = (None if single is None
-                                   else row["train_seconds"] / (row["heads"] * single))
-        row["vs_separate_runs_with_compile"] = (
-            None if single is None else (row["train_seconds"] + row["compile_seconds"])
-            / (row["heads"] * (single + rows[0]["compile_seconds"])))
-    return rows
 
 
 def main(argv):
@@ -57,7 +35,7 @@ def main(argv):
           "| the same, compile included |")
     print("|---|---|---|---|---|---|---|")
     for strategy in _STRATEGIES.value:
-        for r in time_runs(dataset, strategy, heads, _STEPS.value, _REPEATS.value):
+        for r in benchmark.time_heads(dataset, strategy, heads, _STEPS.value, _REPEATS.value):
             ratios = ["—" if r[k] is None else f"{r[k]:.2f}"
                       for k in ("vs_separate_runs", "vs_separate_runs_with_compile")]
             print(f"| {strategy} | {r['heads']} | {r['train_seconds']:.2f} | "

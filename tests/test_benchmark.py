@@ -1,4 +1,4 @@
-"""Benchmark aggregation on hand-made rows, and one tiny real benchmark run."""
+"""Benchmark aggregation on hand-made rows, one tiny real benchmark run, the H timing."""
 
 import json
 
@@ -6,7 +6,8 @@ import numpy as np
 
 from ambig_jax import benchmark
 from ambig_jax.config import Config
-from experiments import benchmark as benchmark_main
+from ambig_jax.datasets import catalog
+from ambig_jax.datasets import loader
 
 
 def _row(seed, strategy, dataset_id, accuracy, submitted, estimated=0.9, points=1.0):
@@ -44,7 +45,7 @@ def test_summary_and_markdown():
 
 def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("AMBIG_JAX_CACHE", str(tmp_path / "cache"))
-    rows = benchmark_main.run([0, 1], [0], ["divdis", "erm"], Config(num_heads=2, steps=100),
+    rows = benchmark.run([0, 1], [0], ["divdis", "erm"], Config(num_heads=2, steps=100),
                               tmp_path / "bench", log=lambda *_: None)
     assert [(r.seed, r.strategy) for r in rows] == [(0, "divdis"), (0, "erm"), (1, "divdis"),
                                                    (1, "erm")]
@@ -55,8 +56,24 @@ def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
 
 
 def test_tables_round_trip_through_json(tmp_path):
-    table = benchmark_main.write_tables(tmp_path, ROWS, {"machine": {"cpus": 2}})
+    table = benchmark.write_tables(tmp_path, ROWS, {"machine": {"cpus": 2}})
     saved = json.loads((tmp_path / "benchmark.json").read_text())
     assert [benchmark.Row(**row) for row in saved["rows"]] == ROWS
     assert saved["machine"] == {"cpus": 2} and "divdis" in saved["summary"]
     assert (tmp_path / "benchmark.md").read_text() == table + "\n"
+
+
+def test_time_heads_reports_ratios_against_one_head():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 10)).astype(np.float32)
+    ds = loader.from_arrays(catalog.CATALOG[0], x, (x[:, 0] > 0).astype(int), x[:32], x[32:])
+    rows = benchmark.time_heads(ds, "divdis", [1, 2], steps=5, repeats=1)
+    assert [r["heads"] for r in rows] == [1, 2]
+    assert rows[0]["vs_separate_runs"] == 1.0 and rows[0]["vs_separate_runs_with_compile"] == 1.0
+    for r in rows:
+        assert r["train_seconds"] > 0 and r["compile_seconds"] > 0
+        np.testing.assert_allclose(r["images_per_second_per_head"],
+                                   5 * (128 + 256) / r["train_seconds"])
+    np.testing.assert_allclose(rows[1]["vs_separate_runs"],
+                               rows[1]["train_seconds"] / (2 * rows[0]["train_seconds"]))
+    assert benchmark.time_heads(ds, "erm", [2], steps=5, repeats=1)[0]["vs_separate_runs"] is None
