@@ -131,8 +131,9 @@ def markdown(rows: list[Row]) -> str:
         per_seed = ", ".join(f"{v:.3f}" for _, v in sorted(s["score_per_seed"].items()))
         mae = "—" if s["estimate_mae"] is None else f"{s['estimate_mae']:.3f}"
         lines.append(f"| {strategy} | {s['score_mean']:.3f} ({per_seed}) | {s['points']:g} | "
-                     f"{s['decision_loss_mean']:.3f} | {mae} | {s['max_labels']} | {s['train_seconds_mean']:.1f} | "
-                     f"{s['compile_seconds_mean']:.1f} | {s['total_seconds_mean']:.1f} |")
+                     f"{s['decision_loss_mean']:.3f} | {mae} | {s['max_labels']} | "
+                     f"{s['train_seconds_mean']:.1f} | {s['compile_seconds_mean']:.1f} | "
+                     f"{s['total_seconds_mean']:.1f} |")
     return "\n".join(lines)
 
 

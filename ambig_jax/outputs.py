@@ -21,8 +21,9 @@ class OutputError(RuntimeError):
 
 
 @contextlib.contextmanager
-def _replacing(path: pathlib.Path):
-    """Yields a temporary path beside `path`; on success it replaces `path` in one rename."""
+def replacing(path: pathlib.Path):
+    """Yields a temporary path beside `path`; on success it replaces `path` in one rename (for
+    writers that need a file name, like matplotlib's `savefig`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
@@ -36,7 +37,7 @@ def _replacing(path: pathlib.Path):
 
 def write_atomic(path, text: str) -> None:
     """Writes `text` to `path` through a temporary file and a rename (never half-written)."""
-    with _replacing(pathlib.Path(path)) as tmp:
+    with replacing(pathlib.Path(path)) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
             f.flush()
@@ -123,6 +124,6 @@ def write_json(path, payload: dict) -> pathlib.Path:
 def write_arrays(path, **arrays) -> pathlib.Path:
     """Writes numpy arrays to an .npz file atomically (no pickled objects)."""
     path = pathlib.Path(path)
-    with _replacing(path) as tmp:
+    with replacing(path) as tmp:
         np.savez_compressed(tmp, **arrays)
     return path

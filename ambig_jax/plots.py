@@ -39,11 +39,11 @@ def _show(ax, row: np.ndarray, title: str = "", cmap: str = "gray"):
     ax.set_yticks([])
 
 
-def _save(fig, path: pathlib.Path) -> pathlib.Path:
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
+def _save(fig, path) -> pathlib.Path:
+    path = pathlib.Path(path)
+    with outputs.replacing(path) as tmp:
+        fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

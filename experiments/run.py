@@ -2,8 +2,9 @@ r"""Plays the challenge: python -m experiments.run --dataset=23
 
 With no --data_dir, the sets are generated from the bundled MNIST into a cache folder and a
 local oracle answers from their hidden labels. Outputs go to
-`<output_dir>/<id>_<name>/{submission.csv, report.json, config.json, report.html, *.png}`; revealed labels are
-kept in `<output_dir>/labels.sqlite`, so a rerun never asks for a label twice.
+`<output_dir>/<id>_<name>/{submission.csv, report.json, config.json, heads.npz, report.html,
+*.png}`; revealed labels are kept in `<output_dir>/labels.sqlite`, so a rerun never asks for a
+label twice.
 """
 
 from absl import app

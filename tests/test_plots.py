@@ -31,7 +31,7 @@ def test_run_writes_every_figure_and_the_html(dataset_id, tmp_path):
     assert ("SUBMIT" if report["decision"]["submit"] else "ABSTAIN") in page
     heads = np.load(run_dir / "heads.npz")
     assert heads["occlusion"].shape[:2] == heads["gradient"].shape[:2] == (3, 2)
-    assert not list(run_dir.glob("*.tmp"))
+    assert not list(run_dir.glob(".*"))  # no temporary file left behind
 
 
 def test_no_pictures_when_asked(tmp_path):
