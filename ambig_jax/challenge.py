@@ -33,7 +33,8 @@ class SetResult:
     estimated: float
     submitted: bool
     reason: str
-    true_accuracy: float | None  # when the hidden labels are known
+    true_accuracy: float | None  # of the predictions written, when the hidden labels are known
+    head_accuracy: float | None  # the chosen head's (before refinement), likewise
     best_head_accuracy: float | None  # the best head's, when the hidden labels are known
     seconds: float  # the whole set: training, labels, pictures, files
     train_seconds: float
@@ -84,6 +85,9 @@ def report(solution: pipeline.Solution, truth: np.ndarray | None, oracle_name: s
         "queries": [{"row": r, "label": l} for r, l in solution.queries],
         "posteriors": solution.posteriors,
         "chosen_head": solution.chosen_head,
+        "refinement": None if solution.refinement is None else {
+            "taught_rows": int(solution.refinement.taught.sum()),
+            "changed_predictions": solution.refinement.changed},
         "estimate": dataclasses.asdict(est),
         "decision": {"submit": solution.decision.submit, "reason": solution.decision.reason},
         "agreement_matrix": solution.agreement_matrix(),
@@ -117,8 +121,8 @@ def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budge
 def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_kind="local",
              oracle_url=None, force=False, pictures=True, log=print) -> list[SetResult]:
     """Solves each set, writes `<output_dir>/<id>_<name>/{submission.csv, report.json,
-    config.json, heads.npz}` (heads.npz: every head's target probabilities, the posteriors and
-    the saliency maps, for analyses), and with `pictures` the PNG figures and report.html
+    config.json, heads.npz}` (heads.npz: every head's target probabilities, the refinement
+    student's, the posteriors and the saliency maps, for analyses), and with `pictures` the PNG figures and report.html
     (`plots`); prints one summary line per set and returns the results."""
     if data_dir is None:
         data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
@@ -145,6 +149,8 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
             maps["gradient"], maps["counts"] = saliency.gradient_saliency(
                 solution.ensemble, ds.x_target)
             maps["occlusion"], _ = saliency.occlusion_saliency(solution.ensemble, ds.x_target)
+        if solution.refinement is not None:
+            maps["student_probs"] = solution.refinement.probs
         outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,
                              posteriors=np.stack(solution.posteriors), **maps)
         if pictures:
@@ -157,6 +163,7 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
             chosen_head=solution.chosen_head, estimated=solution.estimate.accuracy,
             submitted=solution.decision.submit, reason=solution.decision.reason,
             true_accuracy=true_acc,
+            head_accuracy=None if head_acc is None else float(head_acc[solution.chosen_head]),
             best_head_accuracy=None if head_acc is None else float(np.max(head_acc)),
             seconds=time.perf_counter() - start,
             train_seconds=solution.timings["train_seconds"],

@@ -1,4 +1,5 @@
-"""One data set end to end: train heads -> ask at most `budget` labels -> keep a head -> decide.
+"""One data set end to end: train heads -> ask at most `budget` labels -> keep a head ->
+refine it on the target set -> estimate and decide.
 
 The oracle is the only side effect inside `solve`; writing files is left to the caller.
 """
@@ -10,6 +11,7 @@ import jax
 import numpy as np
 
 from ambig_jax import disambiguation
+from ambig_jax import refinement as refinement_lib
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
@@ -20,7 +22,7 @@ class Solution:
     """What a run decided for one data set (labels as original values)."""
     dataset: Dataset
     config: Config
-    predictions: np.ndarray  # [N] original label values
+    predictions: np.ndarray  # [N] original label values (the student's with `refinement`)
     head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
     chosen_head: int
     queries: list[tuple[int, int]]  # (target row, original label) in the order asked
@@ -29,6 +31,7 @@ class Solution:
     decision: disambiguation.Decision
     timings: dict[str, float]
     ensemble: training.TrainedEnsemble  # the heads themselves (for saliency maps)
+    refinement: refinement_lib.Refinement | None  # None when config.refine is off
 
     def agreement_matrix(self) -> np.ndarray:
         """[H, H] share of target rows on which two heads predict the same class."""
@@ -81,13 +84,23 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
             + " ".join(f"{w:.2f}" for w in posteriors[-1]))
 
     head = disambiguation.choose_head(posteriors[-1])
-    predicted = probs[head].argmax(-1)
+    # The estimate and the decision are the chosen head's: the heads' probabilities describe
+    # the head's own predictions; the student's agree with them more than the truth does
+    # (set 06, seed 0: the estimate rose 0.84 -> 0.87 at a true 0.70 and flipped the decision).
+    predicted, refined = probs[head].argmax(-1), None
     estimate = disambiguation.estimate_accuracy(probs, posteriors[-1], predicted, revealed)
+    if config.refine:
+        refine_key = jax.random.fold_in(train_key, 1)
+        refined = refinement_lib.refine(config, dataset, probs[head], revealed, refine_key)
+        predicted = refined.predictions
+        log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
+            f"target rows in {refined.seconds:.1f}s: {refined.changed} predictions changed")
     decision = disambiguation.decide(estimate, dataset.info.default_score)
     timings = {"compile_seconds": ensemble.compile_seconds,
                "train_seconds": ensemble.train_seconds,
+               "refine_seconds": 0.0 if refined is None else refined.seconds,
                "total_seconds": time.perf_counter() - start}
     return Solution(dataset=dataset, config=config, predictions=dataset.to_original(predicted),
                     head_probs=probs, chosen_head=head, queries=queries, posteriors=posteriors,
                     estimate=estimate, decision=decision, timings=timings,
-                    ensemble=ensemble)
+                    ensemble=ensemble, refinement=refined)

@@ -131,6 +131,14 @@ def make_step(module, optimizer, config: Config):
     return step
 
 
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """AdamW with the configured learning-rate schedule over `config.steps`."""
+    learning_rate = config.learning_rate
+    if config.schedule == "cosine":
+        learning_rate = optax.cosine_decay_schedule(config.learning_rate, config.steps)
+    return optax.adamw(learning_rate, weight_decay=config.weight_decay)
+
+
 def head_mesh(num_heads: int):
     """A 1-D mesh over the head axis when several devices divide H, else None (one device)."""
     count = jax.device_count()
@@ -181,7 +189,7 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
                                            dataset.x_target)
     module = models.make_backbone(dataset.input_shape, dataset.num_classes, config.backbone,
                                   config.hidden)
-    optimizer = optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config)
     params = models.init_ensemble(module, init_key, config.num_heads, dataset.input_shape)
     state = TrainState(params=params, opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32))
     mesh = head_mesh(config.num_heads)

@@ -28,6 +28,7 @@ _STRATEGIES = flags.DEFINE_list("strategies", ["hybrid", "divdis", "dbat", "erm"
 _NUM_HEADS = flags.DEFINE_integer("num_heads", Config.num_heads, "Heads, for every strategy.")
 _STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs/benchmark", "Where results go.")
+_REFINE = flags.DEFINE_bool("refine", Config.refine, "Refine the chosen head on the target set.")
 _PICTURES = flags.DEFINE_bool("pictures", False, "Also write every run's figures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete an earlier benchmark in output_dir.")
 _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Run nothing: rebuild benchmark.md and the "
@@ -51,7 +52,7 @@ def main(argv):
         shutil.rmtree(output_dir)
     seeds = [int(s) for s in _SEEDS.value]
     ids = cache.parse_ids(_DATASET.value)
-    base = Config(num_heads=_NUM_HEADS.value, steps=_STEPS.value)
+    base = Config(num_heads=_NUM_HEADS.value, steps=_STEPS.value, refine=_REFINE.value)
     rows = benchmark.run(seeds, ids, _STRATEGIES.value, base, output_dir, _PICTURES.value,
                          log=lambda line: print(line, flush=True))
     print(benchmark.write_tables(output_dir, rows, {

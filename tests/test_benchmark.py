@@ -15,7 +15,7 @@ def _row(seed, strategy, dataset_id, accuracy, submitted, estimated=0.9, points=
                          name=f"{dataset_id:02d}_set", points=points, default_score=0.8,
                          accuracy=accuracy, best_head_accuracy=accuracy + 0.01, labels_used=5,
                          submitted=submitted, estimated=estimated, compile_seconds=1.0,
-                         train_seconds=2.0, total_seconds=4.0)
+                         train_seconds=2.0, total_seconds=4.0, head_accuracy=accuracy - 0.01)
 
 
 ROWS = [_row(0, "divdis", 1, 0.99, True, 0.95), _row(0, "divdis", 6, 0.70, False, points=2),
@@ -37,8 +37,8 @@ def test_summary_and_markdown():
     np.testing.assert_allclose(s["divdis"]["estimate_mae"], (0.04 + 0.02 + 0.05) / 3)
     np.testing.assert_allclose(s["erm"]["decision_loss_mean"], 0.0)  # abstained at 0.75 < 0.8
     table = benchmark.markdown(ROWS)
-    assert "| 01_set | 0.980 (0.990) SS | 0.750 (0.760) A |" in table
-    assert "| 06_set | 0.650 (0.660) AS | 0.900 (0.910) S |" in table
+    assert "| 01_set | 0.980 [0.970] (0.990) SS | 0.750 [0.740] (0.760) A |" in table
+    assert "| 06_set | 0.650 [0.640] (0.660) AS | 0.900 [0.890] (0.910) S |" in table
     # seed 1 submitted set 6 at 0.60 < 0.80 on 2 points: 0.4 lost, 0.2 per seed
     assert "| divdis | 2.380 (2.590, 2.170) | 3 | 0.200 | 0.037 | 5 |" in table
 
@@ -49,7 +49,8 @@ def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
                               tmp_path / "bench", log=lambda *_: None)
     assert [(r.seed, r.strategy) for r in rows] == [(0, "divdis"), (0, "erm"), (1, "divdis"),
                                                    (1, "erm")]
-    assert all(r.labels_used <= 5 and r.accuracy <= r.best_head_accuracy + 1e-9 for r in rows)
+    assert all(r.labels_used <= 5 and r.head_accuracy <= r.best_head_accuracy + 1e-9
+               for r in rows)
     assert all(0 <= r.accuracy <= 1 and r.train_seconds > 0 for r in rows)
     assert (tmp_path / "bench" / "seed1" / "erm" / "00_toy_dataset" / "submission.csv").is_file()
     assert set(benchmark.challenge_scores(rows)) == {"divdis", "erm"}

@@ -38,6 +38,7 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
         assert "s3cret" not in (run_dir / "report.json").read_text()
         assert report["decision"]["reason"] and report["chosen_head"] == results[0].chosen_head
         assert json.loads((run_dir / "config.json").read_text())["num_heads"] == 4
+        assert 400 <= report["refinement"]["taught_rows"] < 500
 
         # A rerun (after a crash, say) reuses the ledger: no new request reaches the server.
         requests_before = board.stats["reveal_requests"]
@@ -52,6 +53,17 @@ def test_same_seed_writes_identical_csvs(toy_dir, tmp_path):
         challenge.run_sets([0], SMALL, toy_dir, tmp_path / name, "local", log=lambda *_: None)
     first = (tmp_path / "a" / "00_toy_dataset" / "submission.csv").read_bytes()
     assert first == (tmp_path / "b" / "00_toy_dataset" / "submission.csv").read_bytes()
+
+
+def test_without_refinement_the_chosen_head_is_written(toy_dir, tmp_path):
+    results = challenge.run_sets([0], SMALL.replace(refine=False), toy_dir, tmp_path, "local",
+                                 pictures=False, log=lambda *_: None)
+    run_dir = tmp_path / "00_toy_dataset"
+    head_probs = np.load(run_dir / "heads.npz")["head_probs"]
+    written = np.loadtxt(run_dir / "submission.csv", dtype=int)
+    np.testing.assert_array_equal(written, head_probs[results[0].chosen_head].argmax(-1))
+    assert results[0].true_accuracy == results[0].head_accuracy
+    assert json.loads((run_dir / "report.json").read_text())["refinement"] is None
 
 
 def test_budget_flag_limits_labels(toy_dir, tmp_path):
@@ -78,9 +90,9 @@ def test_sum_set_is_abstained(tmp_path):
 
 
 def test_score_table_totals_points():
-    results = [challenge.SetResult(1, "01_mnist_cc", 1, 0.8, 5, 0, 0.99, True, "", 0.99, 0.99, 1.0,
-                                       0.5, 0.1),
-               challenge.SetResult(6, "06_mnist_sum", 1, 0.8, 5, 0, 0.7, False, "", 0.7, 0.75, 1.0,
-                                       0.5, 0.1)]
+    results = [challenge.SetResult(1, "01_mnist_cc", 1, 0.8, 5, 0, 0.99, True, "", 0.99, 0.98,
+                                   0.99, 1.0, 0.5, 0.1),
+               challenge.SetResult(6, "06_mnist_sum", 1, 0.8, 5, 0, 0.7, False, "", 0.7, 0.7,
+                                   0.75, 1.0, 0.5, 0.1)]
     table = challenge.score_table(results)
     assert "| total | | | | | | 1.790 of 2 |" in table

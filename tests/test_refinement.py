@@ -1,0 +1,57 @@
+"""Refinement: the confident-row cut on hand-made probabilities, and a student that repairs a
+teacher's unsure slips on the toy set (real training, target labels for scoring only)."""
+
+import jax
+import numpy as np
+import pytest
+
+from ambig_jax import refinement
+from ambig_jax.config import Config
+from ambig_jax.datasets import loader
+from tests.conftest import generated
+
+
+def test_confident_rows_cut_each_predicted_class_separately():
+    # class 0 is predicted with confidences 0.9..0.6, class 1 with 0.99..0.96
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4],
+                      [0.01, 0.99], [0.02, 0.98], [0.03, 0.97], [0.04, 0.96]])
+    keep = refinement.confident_rows(probs, 0.5)
+    np.testing.assert_array_equal(keep, [True, True, False, False, True, True, False, False])
+    assert refinement.confident_rows(probs, 0.0).all()
+    # each class loses its own least confident quarter (a global cut would take two of class 0)
+    np.testing.assert_array_equal(refinement.confident_rows(probs, 0.25),
+                                  [True, True, True, False, True, True, True, False])
+
+
+@pytest.fixture(scope="module")
+def toy():
+    g = generated(0)
+    ds = loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],
+                            g.x["target"])
+    return ds, ds.to_index(g.y["target"])
+
+
+def test_student_repairs_the_unsure_slips_of_a_teacher(toy):
+    ds, truth = toy
+    rng = np.random.default_rng(0)
+    flipped = rng.random(len(truth)) < 0.08  # the teacher's slips, each made without confidence
+    teacher = np.where(flipped, 1 - truth, truth)
+    confidence = np.where(flipped, 0.55, rng.uniform(0.8, 1.0, len(truth)))
+    probs = np.stack([np.where(teacher == 0, confidence, 1 - confidence),
+                      np.where(teacher == 1, confidence, 1 - confidence)], axis=-1)
+    revealed = {int(np.flatnonzero(flipped)[0]): int(truth[flipped][0])}
+    result = refinement.refine(Config(steps=600), ds, probs, revealed, jax.random.key(0))
+
+    assert (teacher == truth).mean() < 0.93
+    assert (result.predictions == truth).mean() >= 0.97
+    assert result.taught[flipped].sum() == len(revealed)  # slips left out, the label kept
+    assert all(result.taught[row] for row in revealed)
+    assert result.changed == int(np.sum(result.predictions != teacher))
+    assert result.probs.shape == probs.shape and result.seconds > 0
+
+
+def test_config_checks_refinement_and_schedule():
+    with pytest.raises(ValueError, match="refine_drop"):
+        Config(refine_drop=1.0)
+    with pytest.raises(ValueError, match="schedule"):
+        Config(schedule="linear")
