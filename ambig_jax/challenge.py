@@ -122,8 +122,9 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
              oracle_url=None, force=False, pictures=True, log=print) -> list[SetResult]:
     """Solves each set, writes `<output_dir>/<id>_<name>/{submission.csv, report.json,
     config.json, heads.npz}` (heads.npz: every head's target probabilities, the refinement
-    student's, the posteriors and the saliency maps, for analyses), and with `pictures` the PNG figures and report.html
-    (`plots`); prints one summary line per set and returns the results."""
+    student's, the posteriors and the saliency maps, for analyses), and with `pictures` the
+    PNG figures and report.html (`plots`); prints one summary line per set and returns the
+    results."""
     if data_dir is None:
         data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
         for dataset_id in ids:
