@@ -102,14 +102,19 @@ def make_step(module, optimizer, config: Config):
     diversity = (losses.directed_disagreement if config.strategy == "dbat"
                  else losses.directed_mutual_information)
 
+    uses_pool = bool(pushed_heads(config).any())
+
     def loss_fn(params, x_lab, y_lab, x_pool, prior):
         logits_lab = models.ensemble_apply(module, params, x_lab)  # [H, Bl, C]
-        probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool))  # [H, Bp, C]
         ce = jnp.where(pushed > 0,
                        losses.cross_entropy(logits_lab, y_lab, config.label_smoothing),
                        losses.cross_entropy(logits_lab, y_lab))
-        div = diversity(probs_pool, edges)
-        prior_term = pushed * losses.prior_kl(probs_pool, prior)
+        if uses_pool:
+            probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool))
+            div = diversity(probs_pool, edges)  # [H]
+            prior_term = pushed * losses.prior_kl(probs_pool, prior)
+        else:  # no head has an edge (erm, the refinement student): both terms are zero
+            div = prior_term = jnp.zeros_like(ce)
         per_head = ce + config.diversity_weight * div + config.prior_weight * prior_term
         accuracy = (logits_lab.argmax(-1) == y_lab[None]).mean(axis=-1)
         return per_head.mean(), dict(loss=per_head.mean(), cross_entropy=ce.mean(),
