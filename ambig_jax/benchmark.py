@@ -184,23 +184,28 @@ def write_tables(output_dir, rows: list[Row], extra: dict) -> str:
 def time_heads(dataset, strategy: str, heads: list[int], steps: int,
                repeats: int) -> list[dict]:
     """Training time against H: one row per H with best-of-`repeats` train and compile seconds,
-    images per second per head (labeled + pool rows of every step), and, when heads[0] is 1,
-    the ratio of the vmapped run to H separate one-head runs, without and with compilation
-    (H separate runs would also compile H times)."""
+    rows read per step and images per second per head (labeled rows, plus pool rows when some
+    head has a diversity edge: ERM, and divdis with one head, skip the pool batch), and, when
+    heads[0] is 1, the ratio of the vmapped run to H separate one-head runs, without and with
+    compilation (H separate runs would also compile H times). The ratio is None where the
+    one-head run reads fewer rows per step (divdis: one head has no pair) and so is no
+    baseline."""
     rows = []
     for num_heads in heads:
         config = Config(strategy=strategy, num_heads=num_heads, steps=steps)
         runs = [training.train(config, dataset) for _ in range(repeats)]
         train = min(r.train_seconds for r in runs)
-        images = steps * (config.batch_labeled + config.batch_pool)
+        pool = config.batch_pool if training.pushed_heads(config).any() else 0
         rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
                      "compile_seconds": min(r.compile_seconds for r in runs),
-                     "images_per_second_per_head": images / train})
+                     "rows_per_step": config.batch_labeled + pool,
+                     "images_per_second_per_head": steps * (config.batch_labeled + pool) / train})
     base = rows[0] if heads[0] == 1 else None
     for row in rows:
-        row["vs_separate_runs"] = (None if base is None else
+        comparable = base is not None and base["rows_per_step"] == row["rows_per_step"]
+        row["vs_separate_runs"] = (None if not comparable else
                                    row["train_seconds"] / (row["heads"] * base["train_seconds"]))
         row["vs_separate_runs_with_compile"] = (
-            None if base is None else (row["train_seconds"] + row["compile_seconds"])
+            None if not comparable else (row["train_seconds"] + row["compile_seconds"])
             / (row["heads"] * (base["train_seconds"] + base["compile_seconds"])))
     return rows

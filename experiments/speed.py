@@ -31,14 +31,14 @@ def main(argv):
     heads = [int(h) for h in _HEADS.value]
     print(f"set {dataset.name}, input {dataset.input_shape}, {_STEPS.value} steps, "
           f"best of {_REPEATS.value}")
-    print("| strategy | H | train s | compile s | images/s per head | vmapped / H separate "
-          "| the same, compile included |")
-    print("|---|---|---|---|---|---|---|")
+    print("| strategy | H | rows per step | train s | compile s | images/s per head "
+          "| vmapped / H separate | the same, compile included |")
+    print("|---|---|---|---|---|---|---|---|")
     for strategy in _STRATEGIES.value:
         for r in benchmark.time_heads(dataset, strategy, heads, _STEPS.value, _REPEATS.value):
             ratios = ["—" if r[k] is None else f"{r[k]:.2f}"
                       for k in ("vs_separate_runs", "vs_separate_runs_with_compile")]
-            print(f"| {strategy} | {r['heads']} | {r['train_seconds']:.2f} | "
+            print(f"| {strategy} | {r['heads']} | {r['rows_per_step']} | {r['train_seconds']:.2f} | "
                   f"{r['compile_seconds']:.2f} | {r['images_per_second_per_head']:.0f} | "
                   f"{ratios[0]} | {ratios[1]} |", flush=True)
 

@@ -70,11 +70,14 @@ def test_time_heads_reports_ratios_against_one_head():
     ds = loader.from_arrays(catalog.CATALOG[0], x, (x[:, 0] > 0).astype(int), x[:32], x[32:])
     rows = benchmark.time_heads(ds, "divdis", [1, 2], steps=5, repeats=1)
     assert [r["heads"] for r in rows] == [1, 2]
-    assert rows[0]["vs_separate_runs"] == 1.0 and rows[0]["vs_separate_runs_with_compile"] == 1.0
+    assert [r["rows_per_step"] for r in rows] == [128, 128 + 256]  # one divdis head: no pair
     for r in rows:
         assert r["train_seconds"] > 0 and r["compile_seconds"] > 0
         np.testing.assert_allclose(r["images_per_second_per_head"],
-                                   5 * (128 + 256) / r["train_seconds"])
-    np.testing.assert_allclose(rows[1]["vs_separate_runs"],
-                               rows[1]["train_seconds"] / (2 * rows[0]["train_seconds"]))
+                                   5 * r["rows_per_step"] / r["train_seconds"])
+    assert rows[0]["vs_separate_runs"] == 1.0 and rows[0]["vs_separate_runs_with_compile"] == 1.0
+    assert rows[1]["vs_separate_runs"] is None  # the one-head run skipped the pool: no baseline
+    erm = benchmark.time_heads(ds, "erm", [1, 2], steps=5, repeats=1)
+    np.testing.assert_allclose(erm[1]["vs_separate_runs"],
+                               erm[1]["train_seconds"] / (2 * erm[0]["train_seconds"]))
     assert benchmark.time_heads(ds, "erm", [2], steps=5, repeats=1)[0]["vs_separate_runs"] is None
