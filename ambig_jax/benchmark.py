@@ -5,8 +5,8 @@ A row is one (seed, strategy, data set) run of the whole pipeline (`challenge.ru
 the accuracy of what it would submit, the best head's accuracy, labels used, the decision,
 estimated vs true accuracy and timings. The challenge score of a (strategy, seed) is the sum
 over sets of points x (true accuracy if submitted, else the set's default score). The
-aggregation (`challenge_scores`, `summary`, `markdown`) is pure; `run`, `time_heads` and
-`write_tables` train and write.
+aggregation (`challenge_scores`, `summary`, `markdown`) is pure; `run`, `time_heads`,
+`supervised_ceilings` and `write_tables` train and write.
 """
 
 import dataclasses
@@ -21,6 +21,7 @@ from ambig_jax import outputs
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
+from ambig_jax.datasets.loader import Dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,3 +210,40 @@ def time_heads(dataset, strategy: str, heads: list[int], steps: int,
             None if not comparable else (row["train_seconds"] + row["compile_seconds"])
             / (row["heads"] * (base["train_seconds"] + base["compile_seconds"])))
     return rows
+
+
+def supervised_ceilings(config: Config, dataset: Dataset, y_target: np.ndarray,
+                        y_unlabeled: np.ndarray | None = None, seed: int = 0) -> dict:
+    """What the run's backbone reaches when it is simply told the truth: one ERM member
+    trained on the true labels of a random half of the target set (and, when `y_unlabeled`
+    is given, of every unlabeled row too), scored on the other half. A solver never has
+    these labels; the figures say how much of a set's error is the backbone's, not the
+    method's.
+
+    Args:
+      config: the run's configuration (backbone, steps, ...); trained as one ERM member.
+      dataset: the data set; its labeled rows are not used.
+      y_target: [N] true class indices of the target rows.
+      y_unlabeled: [M] true class indices of the unlabeled rows, or None.
+      seed: seed of the split into halves.
+
+    Returns:
+      {"half_target": accuracy, "with_unlabeled": accuracy or None, "train_rows": {...},
+       "test_rows": int}.
+    """
+    order = np.random.default_rng(seed).permutation(len(y_target))
+    train_rows, test_rows = order[:len(order) // 2], order[len(order) // 2:]
+    erm = config.replace(strategy="erm", num_heads=1, refine=False)
+    sources = {"half_target": ([dataset.x_target[train_rows]], [y_target[train_rows]])}
+    if y_unlabeled is not None:
+        sources["with_unlabeled"] = (sources["half_target"][0] + [dataset.x_unlabeled],
+                                     sources["half_target"][1] + [y_unlabeled])
+    result = {"with_unlabeled": None, "train_rows": {}, "test_rows": len(test_rows)}
+    for name, (xs, ys) in sources.items():
+        taught = dataclasses.replace(dataset, x_labeled=np.concatenate(xs),
+                                     y_labeled=np.concatenate(ys).astype(np.int32))
+        member = training.train(erm, taught)
+        predicted = member.predict_proba(dataset.x_target[test_rows])[0].argmax(-1)
+        result[name] = float(np.mean(predicted == y_target[test_rows]))
+        result["train_rows"][name] = len(taught.y_labeled)
+    return result

@@ -81,3 +81,21 @@ def test_time_heads_reports_ratios_against_one_head():
     np.testing.assert_allclose(erm[1]["vs_separate_runs"],
                                erm[1]["train_seconds"] / (2 * erm[0]["train_seconds"]))
     assert benchmark.time_heads(ds, "erm", [2], steps=5, repeats=1)[0]["vs_separate_runs"] is None
+
+
+def test_supervised_ceilings_learn_the_given_truth_and_score_the_other_half():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    ds = loader.from_arrays(catalog.CATALOG[0], x[:40], y[:40], x[40:100], x[100:])
+    y_target, y_unlabeled = ds.to_index(y[100:]), ds.to_index(y[40:100])
+    config = Config(steps=200)
+    told = benchmark.supervised_ceilings(config, ds, y_target, y_unlabeled)
+    assert told["train_rows"] == {"half_target": 100, "with_unlabeled": 160}
+    assert told["test_rows"] == 100
+    assert told["half_target"] >= 0.9 and told["with_unlabeled"] >= 0.9
+    # lies about the unlabeled rows are learnt too: the second figure must use them
+    lied = benchmark.supervised_ceilings(config.replace(steps=600), ds, y_target,
+                                         1 - y_unlabeled)
+    assert lied["half_target"] >= 0.9 and lied["with_unlabeled"] < 0.8
+    assert benchmark.supervised_ceilings(config, ds, y_target)["with_unlabeled"] is None

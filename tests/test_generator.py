@@ -145,6 +145,13 @@ def test_saved_folder_loads_back(tmp_path, gen):
     np.testing.assert_array_equal(generator.load_hidden_labels(tmp_path, 23), g.y["target"])
     meta = np.load(tmp_path / "hidden" / "23_meta.npz")
     np.testing.assert_array_equal(meta["target/spurious"], g.meta["target"]["spurious"])
+    for split in generator.SPLITS:
+        np.testing.assert_array_equal(generator.load_hidden_split_labels(tmp_path, 23, split),
+                                      g.y[split])
+    with pytest.raises(generator.GeneratorError, match="unknown split"):
+        generator.load_hidden_split_labels(tmp_path, 23, "val")
+    with pytest.raises(generator.GeneratorError, match="24_meta.npz"):
+        generator.load_hidden_split_labels(tmp_path, 24, "target")
 
 
 @pytest.mark.parametrize("dataset_id", (888, 999, 42))

@@ -299,3 +299,15 @@ def load_hidden_labels(out_dir, dataset_id: int) -> np.ndarray:
     if not path.is_file():
         raise GeneratorError(f"{path}: missing hidden labels; generate the set first")
     return np.load(path, allow_pickle=False)
+
+
+def load_hidden_split_labels(out_dir, dataset_id: int, split: str) -> np.ndarray:
+    """The true labels (original values) of one split of a generated set, from the
+    bookkeeping `save` wrote; for scoring and ceilings only, never for solving."""
+    if split not in SPLITS:
+        raise GeneratorError(f"unknown split {split!r}; use one of {SPLITS}")
+    path = hidden_dir(out_dir) / f"{dataset_id}_meta.npz"
+    if not path.is_file():
+        raise GeneratorError(f"{path}: missing hidden bookkeeping; generate the set first")
+    with np.load(path, allow_pickle=False) as meta:
+        return meta[f"{split}/y"]
