@@ -78,13 +78,13 @@ def disagreement_pattern(probs: np.ndarray, posterior: np.ndarray, min_weight: f
 
 
 def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
-                 rng: np.random.Generator) -> int:
+                 rng: np.random.Generator, decided: float = DECIDED) -> int:
     """The next target row to ask: most informative, never asked before.
 
     Among rows within `NEAR_BEST_GAIN` of the best gain, prefers a pattern of disagreement
     (head A says x while B says y, or the reverse) that has been asked least, so the labels
     cover every kind of disagreement. When the heads agree everywhere, or the posterior has
-    decided (mass >= `DECIDED` on one head), picks a random row: a label there teaches nothing
+    decided (mass >= `decided` on one head), picks a random row: a label there teaches nothing
     about which head is right but is an unbiased check of the kept head's accuracy.
     """
     num_rows = probs.shape[1]
@@ -94,7 +94,7 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
         raise ValueError("every target row has been revealed already")
     gain = np.where(asked, -np.inf, information_gain(probs, posterior))
     best = gain.max()
-    if best < UNINFORMATIVE_GAIN or posterior.max() >= DECIDED:
+    if best < UNINFORMATIVE_GAIN or posterior.max() >= decided:
         return int(rng.choice(np.flatnonzero(~asked)))
     patterns = disagreement_pattern(probs, posterior)
     counts = np.bincount(patterns[asked], minlength=patterns.max() + 1)[patterns]

@@ -47,6 +47,12 @@ def calibrated_probs(ensemble: training.TrainedEnsemble, x: np.ndarray) -> np.nd
                      for p, push in zip(probs, training.pushed_heads(config))])
 
 
+def run_keys(seed: int) -> tuple[jax.Array, np.random.Generator]:
+    """The run's training key and the generator of its label loop's random rows."""
+    train_key, query_key = jax.random.split(jax.random.key(seed))
+    return train_key, np.random.default_rng(np.asarray(jax.random.key_data(query_key)))
+
+
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     """Trains the heads, spends the label budget where it teaches most, keeps the best head.
 
@@ -57,7 +63,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
       log: progress printer.
     """
     start = time.perf_counter()
-    train_key, query_key = jax.random.split(jax.random.key(config.seed))
+    train_key, rng = run_keys(config.seed)
     log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
         f"{len(dataset.x_target)} target rows")
@@ -66,7 +72,6 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")
 
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(query_key)))
     known = oracle.resume_pending()  # labels from an earlier (crashed) run come first
     queries = [(row, label) for row, label in known.items() if 0 <= row < probs.shape[1]]
     revealed = {row: int(dataset.to_index([label])[0]) for row, label in queries}
