@@ -38,8 +38,9 @@ def main(argv):
         for r in benchmark.time_heads(dataset, strategy, heads, _STEPS.value, _REPEATS.value):
             ratios = ["—" if r[k] is None else f"{r[k]:.2f}"
                       for k in ("vs_separate_runs", "vs_separate_runs_with_compile")]
-            print(f"| {strategy} | {r['heads']} | {r['rows_per_step']} | {r['train_seconds']:.2f} | "
-                  f"{r['compile_seconds']:.2f} | {r['images_per_second_per_head']:.0f} | "
+            print(f"| {strategy} | {r['heads']} | {r['rows_per_step']} | "
+                  f"{r['train_seconds']:.2f} | {r['compile_seconds']:.2f} | "
+                  f"{r['images_per_second_per_head']:.0f} | "
                   f"{ratios[0]} | {ratios[1]} |", flush=True)
 
 
