@@ -7,7 +7,9 @@ call between `select_query` and `head_posterior` is the loop's only side effect.
 Noise model. Given that head h is the right hypothesis, a revealed label y at row x follows
 the head's prediction up to a label-noise rate eps: P(y | x, h) = (1 - eps) p_h(y | x) + eps / C.
 eps has a Beta prior (mean `PRIOR_NOISE`, weight `PRIOR_STRENGTH` pseudo-labels), updated by
-the revealed labels that the kept head gets wrong.
+the revealed labels through this same likelihood under the kept head: a label that the head
+gets wrong where it was unsure costs less than one it gets wrong where it was sure, since the
+head's own doubt is already part of the expected accuracy.
 """
 
 import dataclasses
@@ -120,19 +122,19 @@ class Estimate:
     explained: bool  # False when the revealed labels disagree with every head
 
 
-def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, predictions: np.ndarray,
+def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray,
                       revealed: dict[int, int], interval: float = 0.9) -> Estimate:
-    """Expected accuracy of `predictions` [N] on the target set.
+    """Expected accuracy of the kept prediction `kept.argmax(-1)` on the target set.
 
     A(eps) = mean_x sum_h w_h [(1 - eps) p_h(pred(x) | x) + eps / C]: the posterior mixture of
     heads says how likely each prediction is; eps, the rate at which the truth departs from
-    the right head, has a Beta posterior from the revealed labels that `predictions` gets
-    wrong. The interval maps eps's quantiles through A (which decreases with eps).
+    the right head, has the posterior of `noise_posterior` given the kept probabilities of the
+    revealed labels. The interval maps eps's quantiles through A (which decreases with eps).
 
     Args:
       probs: [H, N, C] heads' probabilities on the target rows.
       posterior: [H] weights of the heads.
-      predictions: [N] class indices to be submitted.
+      kept: [N, C] probabilities behind the predictions to be submitted (the kept head's).
       revealed: row -> class index.
       interval: probability mass of the interval.
     """
@@ -140,32 +142,44 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, predictions: np.
     num_labels = len(revealed)
     rows = np.fromiter(revealed.keys(), int, count=num_labels)
     labels = np.fromiter(revealed.values(), int, count=num_labels)
+    predictions = kept.argmax(-1)
     errors = int(np.sum(predictions[rows] != labels))
     head_errors = (probs[:, rows].argmax(-1) != labels[None]).sum(axis=1) if num_labels else [0]
     explained = int(np.min(head_errors)) <= num_labels // 4
 
-    a = PRIOR_NOISE * PRIOR_STRENGTH + errors
-    b = (1.0 - PRIOR_NOISE) * PRIOR_STRENGTH + num_labels - errors
+    eps, weights = noise_posterior(kept[rows, labels], num_classes)
     tail = (1.0 - interval) / 2.0
-    eps_low, eps_high = beta_quantiles(a, b, [tail, 1.0 - tail])
+    eps_low, eps_high = np.interp([tail, 1.0 - tail], np.cumsum(weights), eps)
     picked = np.take_along_axis(probs, predictions[None, :, None], axis=-1)[..., 0]  # [H, N]
     agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
 
-    def accuracy(eps):
-        return (1.0 - eps) * agreement + eps / num_classes
+    def accuracy(e):
+        return (1.0 - e) * agreement + e / num_classes
 
-    return Estimate(accuracy=accuracy(a / (a + b)), low=accuracy(eps_high),
+    return Estimate(accuracy=accuracy(float(np.dot(eps, weights))), low=accuracy(eps_high),
                     high=accuracy(eps_low), label_errors=errors, num_labels=num_labels,
                     explained=explained)
 
 
-def beta_quantiles(a: float, b: float, qs, grid: int = 20001) -> np.ndarray:
-    """Quantiles of Beta(a, b) by integrating its density on a fine grid (no scipy needed)."""
-    x = np.linspace(0.0, 1.0, grid)[1:-1]
-    log_pdf = (a - 1.0) * np.log(x) + (b - 1.0) * np.log1p(-x)
-    cdf = np.cumsum(np.exp(log_pdf - log_pdf.max()))
-    cdf /= cdf[-1]
-    return np.interp(qs, cdf, x)
+def noise_posterior(label_probs: np.ndarray, num_classes: int, grid: int = 20000):
+    """eps's posterior given the kept head's probabilities `label_probs` [K] of the revealed
+    labels: Beta prior (mean `PRIOR_NOISE`, `PRIOR_STRENGTH` pseudo-labels) times
+    prod_k [(1 - eps) q_k + eps / C], on a grid that is geometric near 0 (the prior's density
+    is infinite there); each cell gets its exact prior mass in the x^(a-1) factor.
+
+    Returns:
+      (eps [G], weights [G]): cell midpoints and posterior masses summing to 1 (no scipy).
+    """
+    a = PRIOR_NOISE * PRIOR_STRENGTH
+    b = (1.0 - PRIOR_NOISE) * PRIOR_STRENGTH
+    edges = np.concatenate([[0.0], np.geomspace(1e-12, 1.0, grid)])
+    mid = 0.5 * (edges[1:] + edges[:-1])
+    log_mass = (np.log(edges[1:] ** a - edges[:-1] ** a) - np.log(a)
+                + (b - 1.0) * np.log1p(-np.minimum(mid, 1.0 - 1e-12)))
+    likelihood = (1.0 - mid)[:, None] * label_probs[None, :] + mid[:, None] / num_classes
+    log_mass = log_mass + np.log(likelihood).sum(axis=1)
+    weights = np.exp(log_mass - log_mass.max())
+    return mid, weights / weights.sum()
 
 
 def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:

@@ -93,7 +93,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     # the head's own predictions; the student's agree with them more than the truth does
     # (set 06, seed 0: the estimate rose 0.84 -> 0.87 at a true 0.70 and flipped the decision).
     predicted, refined = probs[head].argmax(-1), None
-    estimate = disambiguation.estimate_accuracy(probs, posteriors[-1], predicted, revealed)
+    estimate = disambiguation.estimate_accuracy(probs, posteriors[-1], probs[head], revealed)
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
         refined = refinement_lib.refine(config, dataset, probs[head], revealed, refine_key)

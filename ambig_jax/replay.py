@@ -93,8 +93,7 @@ def replay(run: SavedRun, decided: float = disambiguation.DECIDED) -> Outcome:
         revealed[row] = int(run.truth[row])
         posterior = disambiguation.head_posterior(probs, revealed)
     head = disambiguation.choose_head(posterior)
-    estimate = disambiguation.estimate_accuracy(probs, posterior, probs[head].argmax(-1),
-                                                revealed)
+    estimate = disambiguation.estimate_accuracy(probs, posterior, probs[head], revealed)
     head_accuracy = (probs.argmax(-1) == run.truth[None]).mean(axis=1)
     return Outcome(queries=list(revealed), chosen_head=head, estimate=estimate,
                    decision=disambiguation.decide(estimate, run.default_score),

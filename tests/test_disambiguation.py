@@ -65,14 +65,15 @@ def test_every_row_revealed_is_an_error():
 def test_estimate_on_synthetic_agreement_patterns():
     # A sure posterior on a head that is right where it is confident: accuracy near 1.
     probs = heads_from_predictions(TRUTH, HEAD1, confidence=0.999)
-    sure = dis.estimate_accuracy(probs, np.array([1.0, 0.0]), TRUTH, {6: 0, 8: 1})
+    kept = np.eye(2)[TRUTH]  # the submitted predictions, as sure probabilities
+    sure = dis.estimate_accuracy(probs, np.array([1.0, 0.0]), kept, {6: 0, 8: 1})
     assert 0.97 < sure.accuracy <= 1.0 and sure.low < sure.accuracy < sure.high
     assert sure.explained and sure.label_errors == 0
     # Undecided between two heads that disagree on 40% of rows: about 0.8 expected.
-    split = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), TRUTH, {})
+    split = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), kept, {})
     assert abs(split.accuracy - 0.8) < 0.03
     # Labels that contradict every head: not explained.
-    contradicted = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), TRUTH,
+    contradicted = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), kept,
                                          {0: 1, 1: 0, 2: 1, 3: 0})
     assert not contradicted.explained and contradicted.label_errors == 4
     assert contradicted.accuracy < split.accuracy
@@ -86,10 +87,30 @@ def test_decisions():
     assert not dis.decide(unexplained, 0.5).submit
 
 
-def test_beta_quantiles_match_known_values():
-    np.testing.assert_allclose(dis.beta_quantiles(1.0, 1.0, [0.1, 0.5, 0.9]), [0.1, 0.5, 0.9],
-                               atol=1e-3)
-    np.testing.assert_allclose(dis.beta_quantiles(2.0, 2.0, [0.5]), [0.5], atol=1e-3)
+def test_noise_posterior_is_the_prior_without_labels_and_weighs_errors_by_doubt():
+    eps, weights = dis.noise_posterior(np.zeros(0), num_classes=2)
+    assert weights.sum() == pytest.approx(1.0) and np.all(np.diff(eps) > 0)
+    assert np.dot(eps, weights) == pytest.approx(dis.PRIOR_NOISE, rel=1e-4)
+
+    def mean(label_probs):
+        eps, weights = dis.noise_posterior(np.array(label_probs), num_classes=2)
+        return np.dot(eps, weights)
+
+    right = mean([1.0] * 5)
+    unsure_error, sure_error = mean([1.0] * 4 + [0.45]), mean([1.0] * 4 + [0.0])
+    assert right < dis.PRIOR_NOISE and right < unsure_error < 0.05 < 0.1 < sure_error
+
+
+def test_an_error_where_the_kept_head_was_unsure_costs_less():
+    probs = heads_from_predictions(TRUTH, HEAD1, confidence=0.999)
+    posterior = np.array([1.0, 0.0])
+    wrong_label = {0: 1 - TRUTH[0], 6: TRUTH[6], 8: TRUTH[8]}
+    sure = dis.estimate_accuracy(probs, posterior, np.eye(2)[TRUTH], wrong_label)
+    doubtful = np.eye(2)[TRUTH]
+    doubtful[0] = [0.45, 0.55] if TRUTH[0] == 1 else [0.55, 0.45]
+    unsure = dis.estimate_accuracy(probs, posterior, doubtful, wrong_label)
+    assert sure.label_errors == unsure.label_errors == 1
+    assert sure.low < unsure.low and sure.accuracy < unsure.accuracy
 
 
 def test_unsmooth_restores_the_ceiling():
