@@ -196,7 +196,7 @@ def time_heads(dataset, strategy: str, heads: list[int], steps: int,
         config = Config(strategy=strategy, num_heads=num_heads, steps=steps)
         runs = [training.train(config, dataset) for _ in range(repeats)]
         train = min(r.train_seconds for r in runs)
-        pool = config.batch_pool if training.pushed_heads(config).any() else 0
+        pool = config.batch_pool if training.uses_pool(config) else 0
         rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
                      "compile_seconds": min(r.compile_seconds for r in runs),
                      "rows_per_step": config.batch_labeled + pool,

@@ -210,3 +210,11 @@ def decide(estimate: Estimate, default_score: float) -> Decision:
                               f"beats the default {default_score:.2f}")
     return Decision(False, f"estimated accuracy {estimate.accuracy:.3f} (low {estimate.low:.3f}) "
                            f"does not beat the default {default_score:.2f} with confidence")
+
+
+def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
+             default_score: float) -> tuple[int, Estimate, Decision]:
+    """The end of the label loop: the kept head, its estimated accuracy and the decision."""
+    head = choose_head(posterior)
+    estimate = estimate_accuracy(probs, posterior, probs[head], revealed)
+    return head, estimate, decide(estimate, default_score)

@@ -88,19 +88,18 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
         log(f"[{dataset.name}] label {len(revealed)}: row {row} is {label}; head posterior "
             + " ".join(f"{w:.2f}" for w in posteriors[-1]))
 
-    head = disambiguation.choose_head(posteriors[-1])
     # The estimate and the decision are the chosen head's: the heads' probabilities describe
     # the head's own predictions; the student's agree with them more than the truth does
     # (set 06, seed 0: the estimate rose 0.84 -> 0.87 at a true 0.70 and flipped the decision).
+    head, estimate, decision = disambiguation.conclude(probs, posteriors[-1], revealed,
+                                                       dataset.info.default_score)
     predicted, refined = probs[head].argmax(-1), None
-    estimate = disambiguation.estimate_accuracy(probs, posteriors[-1], probs[head], revealed)
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
         refined = refinement_lib.refine(config, dataset, probs[head], revealed, refine_key)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
             f"target rows in {refined.seconds:.1f}s: {refined.changed} predictions changed")
-    decision = disambiguation.decide(estimate, dataset.info.default_score)
     timings = {"compile_seconds": ensemble.compile_seconds,
                "train_seconds": ensemble.train_seconds,
                "refine_seconds": 0.0 if refined is None else refined.seconds,

@@ -92,11 +92,11 @@ def replay(run: SavedRun, decided: float = disambiguation.DECIDED) -> Outcome:
         row = disambiguation.select_query(probs, posterior, revealed, rng, decided=decided)
         revealed[row] = int(run.truth[row])
         posterior = disambiguation.head_posterior(probs, revealed)
-    head = disambiguation.choose_head(posterior)
-    estimate = disambiguation.estimate_accuracy(probs, posterior, probs[head], revealed)
+    head, estimate, decision = disambiguation.conclude(probs, posterior, revealed,
+                                                       run.default_score)
     head_accuracy = (probs.argmax(-1) == run.truth[None]).mean(axis=1)
     return Outcome(queries=list(revealed), chosen_head=head, estimate=estimate,
-                   decision=disambiguation.decide(estimate, run.default_score),
+                   decision=decision,
                    accuracy=(run.written_accuracy if head == run.chosen_head
                              else float(head_accuracy[head])),
                    best_head=bool(head_accuracy[head] >= head_accuracy.max() - 0.005))

@@ -88,6 +88,12 @@ def pushed_heads(config: Config) -> np.ndarray:
     return diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
 
 
+def uses_pool(config: Config) -> bool:
+    """Whether a step reads the pool batch: only heads with a diversity edge need it (ERM, and
+    divdis with a single head, train on the labeled batch alone)."""
+    return bool(pushed_heads(config).any())
+
+
 def make_step(module, optimizer, config: Config):
     """The pure training step `(state, key, data) -> (state, metrics)`.
 
@@ -102,14 +108,14 @@ def make_step(module, optimizer, config: Config):
     diversity = (losses.directed_disagreement if config.strategy == "dbat"
                  else losses.directed_mutual_information)
 
-    uses_pool = bool(pushed_heads(config).any())
+    reads_pool = uses_pool(config)
 
     def loss_fn(params, x_lab, y_lab, x_pool, prior):
         logits_lab = models.ensemble_apply(module, params, x_lab)  # [H, Bl, C]
         ce = jnp.where(pushed > 0,
                        losses.cross_entropy(logits_lab, y_lab, config.label_smoothing),
                        losses.cross_entropy(logits_lab, y_lab))
-        if uses_pool:
+        if reads_pool:
             probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool))
             div = diversity(probs_pool, edges)  # [H]
             prior_term = pushed * losses.prior_kl(probs_pool, prior)

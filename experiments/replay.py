@@ -11,6 +11,7 @@ it), the estimate's mean absolute error on submitted runs and the runs not keepi
 """
 
 import glob
+import os
 
 from absl import app
 from absl import flags
@@ -25,7 +26,7 @@ _DECIDED = flags.DEFINE_list("decided", ["0.99", "0.9"], "Posterior masses from 
 def main(argv):
     del argv
     folders = sorted({f for pattern in _RUNS.value for f in glob.glob(pattern)
-                      if not f.endswith((".json", ".md", ".sqlite"))})
+                      if os.path.isdir(f)})
     runs = [replay.load_run(folder) for folder in folders]
     if not runs:
         raise SystemExit(f"no run folders match {_RUNS.value}")
