@@ -10,6 +10,12 @@ eps has a Beta prior (mean `PRIOR_NOISE`, weight `PRIOR_STRENGTH` pseudo-labels)
 the revealed labels through this same likelihood under the kept head: a label that the head
 gets wrong where it was unsure costs less than one it gets wrong where it was sure, since the
 head's own doubt is already part of the expected accuracy.
+
+Two readings of a head's probabilities enter the accuracy estimate. Calibrated: the head is
+right at x with probability p_h(pred | x). Exact: the head is the hypothesis and its doubt is
+an artefact of training (the diversity term makes pushed heads hedge: on set 456 their mean
+confidence is 0.76-0.80 at an accuracy of 0.84-0.92, while an ERM head is sure everywhere).
+The revealed labels weigh the two readings by their evidence, from even prior odds.
 """
 
 import dataclasses
@@ -18,7 +24,8 @@ import numpy as np
 
 PRIOR_NOISE = 0.02
 PRIOR_STRENGTH = 5.0  # weak: one wrong label among five must weigh (sets 06/07 must abstain)
-DECIDED = 0.99  # posterior mass at which further labels go to random rows
+DECIDED = 1.0  # posterior mass from which labels go to random rows (1: only once certain)
+EXACT_PRIOR = 0.5  # prior weight of the "exact" reading of the heads' probabilities
 QUERY_NOISE = 0.05  # eps of the likelihood while choosing queries and heads
 NEAR_BEST_GAIN = 0.05  # nats: queries this close to the best gain count as ties
 UNINFORMATIVE_GAIN = 1e-4  # below this, heads agree everywhere: sample rows at random
@@ -85,9 +92,11 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
 
     Among rows within `NEAR_BEST_GAIN` of the best gain, prefers a pattern of disagreement
     (head A says x while B says y, or the reverse) that has been asked least, so the labels
-    cover every kind of disagreement. When the heads agree everywhere, or the posterior has
-    decided (mass >= `decided` on one head), picks a random row: a label there teaches nothing
-    about which head is right but is an unbiased check of the kept head's accuracy.
+    cover every kind of disagreement. Once one head leads, the largest gain lies where the
+    heads left behind still disagree with it: a label there checks the leader where it is most
+    likely wrong (on sets 06/07, where no head is right, such checks find its errors). When the
+    heads agree everywhere, or the posterior has put mass >= `decided` on one head, picks a
+    random row instead.
     """
     num_rows = probs.shape[1]
     asked = np.zeros(num_rows, bool)
@@ -120,16 +129,21 @@ class Estimate:
     label_errors: int  # revealed labels that the prediction gets wrong
     num_labels: int
     explained: bool  # False when the revealed labels disagree with every head
+    exact_weight: float = 0.0  # posterior weight of the "exact" reading
 
 
 def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray,
-                      revealed: dict[int, int], interval: float = 0.9) -> Estimate:
+                      revealed: dict[int, int], interval: float = 0.9,
+                      exact_prior: float = EXACT_PRIOR) -> Estimate:
     """Expected accuracy of the kept prediction `kept.argmax(-1)` on the target set.
 
-    A(eps) = mean_x sum_h w_h [(1 - eps) p_h(pred(x) | x) + eps / C]: the posterior mixture of
-    heads says how likely each prediction is; eps, the rate at which the truth departs from
-    the right head, has the posterior of `noise_posterior` given the kept probabilities of the
-    revealed labels. The interval maps eps's quantiles through A (which decreases with eps).
+    Under each reading of the probabilities (calibrated: `probs`, `kept`; exact: their hard
+    predictions), A(eps) = mean_x sum_h w_h [(1 - eps) p_h(pred(x) | x) + eps / C]: the
+    posterior mixture of heads says how likely each prediction is; eps, the rate at which the
+    truth departs from the right head, has the posterior of `noise_posterior` given the kept
+    reading's probabilities of the revealed labels. The readings are weighed by the evidence
+    of those labels; the estimate is the mean and the interval the quantiles of A over
+    readings and eps.
 
     Args:
       probs: [H, N, C] heads' probabilities on the target rows.
@@ -137,6 +151,7 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
       kept: [N, C] probabilities behind the predictions to be submitted (the kept head's).
       revealed: row -> class index.
       interval: probability mass of the interval.
+      exact_prior: prior weight of the exact reading; 0 trusts the probabilities as given.
     """
     num_classes = probs.shape[-1]
     num_labels = len(revealed)
@@ -147,18 +162,29 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     head_errors = (probs[:, rows].argmax(-1) != labels[None]).sum(axis=1) if num_labels else [0]
     explained = int(np.min(head_errors)) <= num_labels // 4
 
-    eps, weights = noise_posterior(kept[rows, labels], num_classes)
+    readings = {"calibrated": (1.0 - exact_prior, probs, kept),
+                "exact": (exact_prior, hard(probs), hard(kept))}
+    log_odds, grids = {}, {}
+    for name, (prior, heads, kept_reading) in readings.items():
+        if prior <= 0.0:
+            continue
+        eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes)
+        picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
+        agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
+        log_odds[name] = np.log(prior) + log_evidence
+        grids[name] = ((1.0 - eps) * agreement + eps / num_classes, weights)
+    top = max(log_odds.values())
+    reading_weight = {name: np.exp(v - top) for name, v in log_odds.items()}
+    total = sum(reading_weight.values())
+    reading_weight = {name: w / total for name, w in reading_weight.items()}
+    accuracy = np.concatenate([grids[name][0] for name in grids])
+    weight = np.concatenate([reading_weight[name] * grids[name][1] for name in grids])
+    order = np.argsort(accuracy)
     tail = (1.0 - interval) / 2.0
-    eps_low, eps_high = np.interp([tail, 1.0 - tail], np.cumsum(weights), eps)
-    picked = np.take_along_axis(probs, predictions[None, :, None], axis=-1)[..., 0]  # [H, N]
-    agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
-
-    def accuracy(e):
-        return (1.0 - e) * agreement + e / num_classes
-
-    return Estimate(accuracy=accuracy(float(np.dot(eps, weights))), low=accuracy(eps_high),
-                    high=accuracy(eps_low), label_errors=errors, num_labels=num_labels,
-                    explained=explained)
+    low, high = np.interp([tail, 1.0 - tail], np.cumsum(weight[order]), accuracy[order])
+    return Estimate(accuracy=float(np.dot(accuracy, weight)), low=float(low), high=float(high),
+                    label_errors=errors, num_labels=num_labels, explained=explained,
+                    exact_weight=float(reading_weight.get("exact", 0.0)))
 
 
 def noise_posterior(label_probs: np.ndarray, num_classes: int, grid: int = 20000):
@@ -168,18 +194,25 @@ def noise_posterior(label_probs: np.ndarray, num_classes: int, grid: int = 20000
     is infinite there); each cell gets its exact prior mass in the x^(a-1) factor.
 
     Returns:
-      (eps [G], weights [G]): cell midpoints and posterior masses summing to 1 (no scipy).
+      (eps [G], weights [G], log_evidence): cell midpoints, posterior masses summing to 1 (no
+      scipy), and the log marginal likelihood of the labels, log E_prior[prod_k ...].
     """
     a = PRIOR_NOISE * PRIOR_STRENGTH
     b = (1.0 - PRIOR_NOISE) * PRIOR_STRENGTH
     edges = np.concatenate([[0.0], np.geomspace(1e-12, 1.0, grid)])
     mid = 0.5 * (edges[1:] + edges[:-1])
-    log_mass = (np.log(edges[1:] ** a - edges[:-1] ** a) - np.log(a)
-                + (b - 1.0) * np.log1p(-np.minimum(mid, 1.0 - 1e-12)))
+    log_prior = (np.log(edges[1:] ** a - edges[:-1] ** a) - np.log(a)
+                 + (b - 1.0) * np.log1p(-np.minimum(mid, 1.0 - 1e-12)))
+    log_prior = log_prior - _logsumexp(log_prior)
     likelihood = (1.0 - mid)[:, None] * label_probs[None, :] + mid[:, None] / num_classes
-    log_mass = log_mass + np.log(likelihood).sum(axis=1)
-    weights = np.exp(log_mass - log_mass.max())
-    return mid, weights / weights.sum()
+    log_mass = log_prior + np.log(likelihood).sum(axis=1)
+    log_evidence = _logsumexp(log_mass)
+    return mid, np.exp(log_mass - log_evidence), float(log_evidence)
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    top = x.max()
+    return float(top + np.log(np.exp(x - top).sum()))
 
 
 def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:
@@ -213,8 +246,10 @@ def decide(estimate: Estimate, default_score: float) -> Decision:
 
 
 def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
-             default_score: float) -> tuple[int, Estimate, Decision]:
+             default_score: float, exact_prior: float = EXACT_PRIOR
+             ) -> tuple[int, Estimate, Decision]:
     """The end of the label loop: the kept head, its estimated accuracy and the decision."""
     head = choose_head(posterior)
-    estimate = estimate_accuracy(probs, posterior, probs[head], revealed)
+    estimate = estimate_accuracy(probs, posterior, probs[head], revealed,
+                                 exact_prior=exact_prior)
     return head, estimate, decide(estimate, default_score)

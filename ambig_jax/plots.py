@@ -146,6 +146,8 @@ def _html(report: dict, figures: dict[str, str]) -> str:
             ("strategy", report["strategy"]), ("kept head", report["chosen_head"]),
             ("labels used", len(report["queries"])),
             ("estimated accuracy", f"{est['accuracy']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"),
+            ("weight of the exact reading", f"{est.get('exact_weight', 0.0):.2f} (the heads' "
+             "probabilities read as exact rather than calibrated)"),
             ("true accuracy", "unknown" if report["true_accuracy"] is None
              else f"{report['true_accuracy']:.3f}"),
             ("timings", json.dumps({k: round(v, 1) for k, v in report["timings"].items()}))]

@@ -77,12 +77,14 @@ def load_run(run_dir) -> SavedRun:
                     written_accuracy=report["true_accuracy"])
 
 
-def replay(run: SavedRun, decided: float = disambiguation.DECIDED) -> Outcome:
+def replay(run: SavedRun, decided: float = disambiguation.DECIDED,
+           exact_prior: float = disambiguation.EXACT_PRIOR) -> Outcome:
     """Plays the label loop again on `run`'s heads, answering from its hidden labels.
 
     Args:
       run: a loaded run.
       decided: posterior mass on one head from which queries go to random rows.
+      exact_prior: prior weight of the estimate's "exact" reading of the heads' probabilities.
     """
     probs = run.probs
     _, rng = pipeline.run_keys(run.seed)
@@ -93,7 +95,7 @@ def replay(run: SavedRun, decided: float = disambiguation.DECIDED) -> Outcome:
         revealed[row] = int(run.truth[row])
         posterior = disambiguation.head_posterior(probs, revealed)
     head, estimate, decision = disambiguation.conclude(probs, posterior, revealed,
-                                                       run.default_score)
+                                                       run.default_score, exact_prior)
     head_accuracy = (probs.argmax(-1) == run.truth[None]).mean(axis=1)
     return Outcome(queries=list(revealed), chosen_head=head, estimate=estimate,
                    decision=decision,

@@ -88,12 +88,13 @@ def test_decisions():
 
 
 def test_noise_posterior_is_the_prior_without_labels_and_weighs_errors_by_doubt():
-    eps, weights = dis.noise_posterior(np.zeros(0), num_classes=2)
+    eps, weights, log_evidence = dis.noise_posterior(np.zeros(0), num_classes=2)
     assert weights.sum() == pytest.approx(1.0) and np.all(np.diff(eps) > 0)
     assert np.dot(eps, weights) == pytest.approx(dis.PRIOR_NOISE, rel=1e-4)
+    assert log_evidence == pytest.approx(0.0, abs=1e-9)  # no labels: probability 1
 
     def mean(label_probs):
-        eps, weights = dis.noise_posterior(np.array(label_probs), num_classes=2)
+        eps, weights, _ = dis.noise_posterior(np.array(label_probs), num_classes=2)
         return np.dot(eps, weights)
 
     right = mean([1.0] * 5)
@@ -111,6 +112,35 @@ def test_an_error_where_the_kept_head_was_unsure_costs_less():
     unsure = dis.estimate_accuracy(probs, posterior, doubtful, wrong_label)
     assert sure.label_errors == unsure.label_errors == 1
     assert sure.low < unsure.low and sure.accuracy < unsure.accuracy
+
+
+def test_noise_posterior_evidence_is_the_labels_marginal_likelihood():
+    # One label the kept head gave probability q: evidence E[(1 - eps) q + eps / 2].
+    for q in (1.0, 0.7, 0.0):
+        _, _, log_evidence = dis.noise_posterior(np.array([q]), num_classes=2)
+        expected = (1 - dis.PRIOR_NOISE) * q + dis.PRIOR_NOISE / 2
+        assert np.exp(log_evidence) == pytest.approx(expected, rel=1e-3)
+
+
+def test_labels_that_a_hedging_head_gets_right_favour_the_exact_reading():
+    # A head right on every row but only 70% sure of itself (a pushed head hedging).
+    probs = heads_from_predictions(TRUTH, HEAD1, confidence=0.7)
+    posterior, kept = np.array([1.0, 0.0]), probs[0]
+    right = {row: int(TRUTH[row]) for row in range(5)}
+    calibrated = dis.estimate_accuracy(probs, posterior, kept, right, exact_prior=0.0)
+    assert calibrated.exact_weight == 0.0 and calibrated.accuracy < 0.72
+    both = dis.estimate_accuracy(probs, posterior, kept, right)
+    # evidence ratio (1/0.7)^5 ~ 6 (less with the noise floor): the exact reading leads
+    assert 0.8 < both.exact_weight < 0.9
+    assert both.accuracy > calibrated.accuracy + 0.2 and both.low < both.accuracy
+    # Labels the head gets wrong favour the calibrated reading (it expected 30% of them).
+    wrong = {row: 1 - int(TRUTH[row]) for row in range(2)} | {2: int(TRUTH[2])}
+    assert dis.estimate_accuracy(probs, posterior, kept, wrong).exact_weight < 0.5
+    # A sure head reads the same either way.
+    sure = heads_from_predictions(TRUTH, HEAD1, confidence=1.0)
+    one = dis.estimate_accuracy(sure, posterior, sure[0], right, exact_prior=0.0)
+    two = dis.estimate_accuracy(sure, posterior, sure[0], right)
+    assert one.accuracy == pytest.approx(two.accuracy) and two.exact_weight == pytest.approx(0.5)
 
 
 def test_unsmooth_restores_the_ceiling():
