@@ -164,21 +164,18 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
 
     readings = {"calibrated": (1.0 - exact_prior, probs, kept),
                 "exact": (exact_prior, hard(probs), hard(kept))}
-    log_odds, grids = {}, {}
+    grids = {}  # reading -> (log prior + log evidence, accuracy [G] over eps, eps weights [G])
     for name, (prior, heads, kept_reading) in readings.items():
-        if prior <= 0.0:
-            continue
-        eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes)
-        picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
-        agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
-        log_odds[name] = np.log(prior) + log_evidence
-        grids[name] = ((1.0 - eps) * agreement + eps / num_classes, weights)
-    top = max(log_odds.values())
-    reading_weight = {name: np.exp(v - top) for name, v in log_odds.items()}
-    total = sum(reading_weight.values())
-    reading_weight = {name: w / total for name, w in reading_weight.items()}
-    accuracy = np.concatenate([grids[name][0] for name in grids])
-    weight = np.concatenate([reading_weight[name] * grids[name][1] for name in grids])
+        if prior > 0.0:
+            eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes)
+            picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
+            agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
+            grids[name] = (np.log(prior) + log_evidence,
+                           (1.0 - eps) * agreement + eps / num_classes, weights)
+    log_odds = np.array([grid[0] for grid in grids.values()])
+    reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
+    accuracy = np.concatenate([grid[1] for grid in grids.values()])
+    weight = np.concatenate([reading_weight[name] * grid[2] for name, grid in grids.items()])
     order = np.argsort(accuracy)
     tail = (1.0 - interval) / 2.0
     low, high = np.interp([tail, 1.0 - tail], np.cumsum(weight[order]), accuracy[order])
