@@ -89,6 +89,7 @@ def report(solution: pipeline.Solution, truth: np.ndarray | None, oracle_name: s
             "taught_rows": int(solution.refinement.taught.sum()),
             "changed_predictions": solution.refinement.changed},
         "estimate": dataclasses.asdict(est),
+        "shift": None if solution.shift is None else dataclasses.asdict(solution.shift),
         "decision": {"submit": solution.decision.submit, "reason": solution.decision.reason},
         "agreement_matrix": solution.agreement_matrix(),
         "true_accuracy": None if truth is None else float(np.mean(solution.predictions == truth)),

@@ -31,6 +31,8 @@ class Config:
     refine: after the head is chosen, a fresh student learns the chosen head's confident
       target predictions and relabels the target set (`refinement`); it leaves out the
       `refine_drop` least confident share of each predicted class.
+    shift_test: before the labels, test whether the target is drawn like the labeled rows
+      (`shift`); when it is, a plain ERM head kept is estimated from held-out labeled rows.
     """
     strategy: str = "hybrid"
     num_heads: int = 6
@@ -48,6 +50,7 @@ class Config:
     label_smoothing: float = 0.1
     refine: bool = True
     refine_drop: float = 0.1
+    shift_test: bool = True
     seed: int = 0
     budget: int = 5
 

@@ -130,6 +130,46 @@ class Estimate:
     num_labels: int
     explained: bool  # False when the revealed labels disagree with every head
     exact_weight: float = 0.0  # posterior weight of the "exact" reading
+    source: str = "target labels"  # or "held-out labeled rows" (an unshifted target)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """An unshifted target's stand-in (`shift.detect_shift`): an ERM member trained on half the
+    labeled rows got `correct` of the other `rows` right. It speaks for the plain ERM `heads`."""
+    correct: int
+    rows: int
+    heads: tuple[int, ...]
+
+
+def label_check(probs: np.ndarray, kept: np.ndarray, revealed: dict[int, int]):
+    """(errors of the kept prediction on the revealed labels, whether some head explains them:
+    at most a quarter of them wrong)."""
+    rows = np.fromiter(revealed.keys(), int, count=len(revealed))
+    labels = np.fromiter(revealed.values(), int, count=len(revealed))
+    errors = int(np.sum(kept.argmax(-1)[rows] != labels))
+    if not revealed:
+        return errors, True
+    head_errors = (probs[:, rows].argmax(-1) != labels[None]).sum(axis=1)
+    return errors, int(head_errors.min()) <= len(revealed) // 4
+
+
+def held_out_estimate(held_out: HeldOut, probs: np.ndarray, kept: np.ndarray,
+                      revealed: dict[int, int], interval: float = 0.9) -> Estimate:
+    """Accuracy of an ERM head on a target drawn like the labeled rows: the Beta(1 + right,
+    1 + wrong) posterior of the held-out rows. The revealed labels, asked where the heads
+    disagree, are no fair sample of the target; they still decide `explained`."""
+    errors, explained = label_check(probs, kept, revealed)
+    grid = (np.arange(20000) + 0.5) / 20000
+    wrong = held_out.rows - held_out.correct
+    log_density = held_out.correct * np.log(grid) + wrong * np.log1p(-grid)
+    weight = np.exp(log_density - log_density.max())
+    weight = weight / weight.sum()
+    tail = (1.0 - interval) / 2.0
+    low, high = np.interp([tail, 1.0 - tail], np.cumsum(weight), grid)
+    return Estimate(accuracy=float(np.dot(grid, weight)), low=float(low), high=float(high),
+                    label_errors=errors, num_labels=len(revealed), explained=explained,
+                    source="held-out labeled rows")
 
 
 def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray,
@@ -158,9 +198,7 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     rows = np.fromiter(revealed.keys(), int, count=num_labels)
     labels = np.fromiter(revealed.values(), int, count=num_labels)
     predictions = kept.argmax(-1)
-    errors = int(np.sum(predictions[rows] != labels))
-    head_errors = (probs[:, rows].argmax(-1) != labels[None]).sum(axis=1) if num_labels else [0]
-    explained = int(np.min(head_errors)) <= num_labels // 4
+    errors, explained = label_check(probs, kept, revealed)
 
     readings = {"calibrated": (1.0 - exact_prior, probs, kept),
                 "exact": (exact_prior, hard(probs), hard(kept))}
@@ -235,18 +273,31 @@ def decide(estimate: Estimate, default_score: float) -> Decision:
         return Decision(False, f"no head explains the revealed labels ({estimate.label_errors} "
                                f"of {estimate.num_labels} wrong): the data may not identify "
                                "the label")
+    said = (f"estimated accuracy {estimate.accuracy:.3f} (low {estimate.low:.3f}, from the "
+            f"{estimate.source})")
     if estimate.low > default_score:
-        return Decision(True, f"estimated accuracy {estimate.accuracy:.3f} (low {estimate.low:.3f}) "
-                              f"beats the default {default_score:.2f}")
-    return Decision(False, f"estimated accuracy {estimate.accuracy:.3f} (low {estimate.low:.3f}) "
-                           f"does not beat the default {default_score:.2f} with confidence")
+        return Decision(True, f"{said} beats the default {default_score:.2f}")
+    return Decision(False, f"{said} does not beat the default {default_score:.2f} with confidence")
 
 
 def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
-             default_score: float, exact_prior: float = EXACT_PRIOR
-             ) -> tuple[int, Estimate, Decision]:
-    """The end of the label loop: the kept head, its estimated accuracy and the decision."""
-    head = choose_head(posterior)
-    estimate = estimate_accuracy(probs, posterior, probs[head], revealed,
-                                 exact_prior=exact_prior)
+             default_score: float, exact_prior: float = EXACT_PRIOR,
+             held_out: HeldOut | None = None) -> tuple[int, Estimate, Decision]:
+    """The end of the label loop: the kept head, its estimated accuracy and the decision.
+
+    With `held_out` (the target is drawn like the labeled rows), the ERM anchor is kept (the one
+    of largest posterior if several) and estimated from the held-out labeled rows. Any head h
+    scores acc_h <= 1 - disagree(h, anchor) + (1 - acc_anchor), so a pushed head, made to
+    disagree with the anchor on target rows that look like the labeled ones, is worse; the five
+    labels, asked where the heads disagree, land on the anchor's rare errors (set 13: the
+    backdoored rows) and would otherwise pick a worse head.
+    """
+    if held_out is not None and held_out.heads:
+        anchors = np.asarray(held_out.heads)
+        head = int(anchors[np.argmax(posterior[anchors])])
+        estimate = held_out_estimate(held_out, probs, probs[head], revealed)
+    else:
+        head = choose_head(posterior)
+        estimate = estimate_accuracy(probs, posterior, probs[head], revealed,
+                                     exact_prior=exact_prior)
     return head, estimate, decide(estimate, default_score)

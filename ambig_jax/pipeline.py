@@ -1,5 +1,5 @@
-"""One data set end to end: train heads -> ask at most `budget` labels -> keep a head ->
-refine it on the target set -> estimate and decide.
+"""One data set end to end: train heads -> test whether the target is shifted -> ask at most
+`budget` labels -> keep a head -> refine it on the target set -> estimate and decide.
 
 The oracle is the only side effect inside `solve`; writing files is left to the caller.
 """
@@ -12,6 +12,7 @@ import numpy as np
 
 from ambig_jax import disambiguation
 from ambig_jax import refinement as refinement_lib
+from ambig_jax import shift as shift_lib
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
@@ -32,6 +33,7 @@ class Solution:
     timings: dict[str, float]
     ensemble: training.TrainedEnsemble  # the heads themselves (for saliency maps)
     refinement: refinement_lib.Refinement | None  # None when config.refine is off
+    shift: shift_lib.ShiftTest | None  # None when config.shift_test is off
 
     def agreement_matrix(self) -> np.ndarray:
         """[H, H] share of target rows on which two heads predict the same class."""
@@ -71,6 +73,15 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     probs = calibrated_probs(ensemble, dataset.x_target)
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")
+    shift = None
+    if config.shift_test:
+        shift = shift_lib.detect_shift(config, dataset, jax.random.fold_in(train_key, 2))
+        log(f"[{dataset.name}] labeled-vs-target classifier: balanced accuracy "
+            f"{shift.balanced_accuracy:.3f} (z {shift.z:.1f}), "
+            + ("shifted" if shift.shifted else
+               f"not shifted: an ERM member got {shift.held_out.correct} of "
+               f"{shift.held_out.rows} held-out labeled rows right")
+            + f" ({shift.seconds:.1f}s)")
 
     known = oracle.resume_pending()  # labels from an earlier (crashed) run come first
     queries = [(row, label) for row, label in known.items() if 0 <= row < probs.shape[1]]
@@ -91,8 +102,9 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     # The estimate and the decision are the chosen head's: the heads' probabilities describe
     # the head's own predictions; the student's agree with them more than the truth does
     # (set 06, seed 0: the estimate rose 0.84 -> 0.87 at a true 0.70 and flipped the decision).
-    head, estimate, decision = disambiguation.conclude(probs, posteriors[-1], revealed,
-                                                       dataset.info.default_score)
+    head, estimate, decision = disambiguation.conclude(
+        probs, posteriors[-1], revealed, dataset.info.default_score,
+        held_out=None if shift is None else shift.held_out)
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
@@ -103,8 +115,9 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     timings = {"compile_seconds": ensemble.compile_seconds,
                "train_seconds": ensemble.train_seconds,
                "refine_seconds": 0.0 if refined is None else refined.seconds,
+               "shift_seconds": 0.0 if shift is None else shift.seconds,
                "total_seconds": time.perf_counter() - start}
     return Solution(dataset=dataset, config=config, predictions=dataset.to_original(predicted),
                     head_probs=probs, chosen_head=head, queries=queries, posteriors=posteriors,
                     estimate=estimate, decision=decision, timings=timings,
-                    ensemble=ensemble, refinement=refined)
+                    ensemble=ensemble, refinement=refined, shift=shift)

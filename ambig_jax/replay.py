@@ -35,6 +35,7 @@ class SavedRun:
     queries: list[int]  # target rows the run asked, in order
     chosen_head: int
     written_accuracy: float  # of the predictions the run wrote
+    held_out: disambiguation.HeldOut | None  # the run's shift test, when it found no shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +70,16 @@ def load_run(run_dir) -> SavedRun:
     truth = np.array([index[v] for v in generator.load_hidden_labels(data_root, info["id"])])
     with np.load(run_dir / "heads.npz") as heads:
         probs = heads["head_probs"]
+    held_out = (report.get("shift") or {}).get("held_out")
     return SavedRun(run_dir=run_dir, dataset_id=info["id"], seed=report["config"]["seed"],
                     budget=report["config"]["budget"], points=info["points"],
                     default_score=info["default_score"], probs=probs, truth=truth,
                     queries=[q["row"] for q in report["queries"]],
                     chosen_head=report["chosen_head"],
-                    written_accuracy=report["true_accuracy"])
+                    written_accuracy=report["true_accuracy"],
+                    held_out=None if held_out is None else disambiguation.HeldOut(
+                        correct=held_out["correct"], rows=held_out["rows"],
+                        heads=tuple(held_out["heads"])))
 
 
 def replay(run: SavedRun, decided: float = disambiguation.DECIDED,
@@ -95,7 +100,8 @@ def replay(run: SavedRun, decided: float = disambiguation.DECIDED,
         revealed[row] = int(run.truth[row])
         posterior = disambiguation.head_posterior(probs, revealed)
     head, estimate, decision = disambiguation.conclude(probs, posterior, revealed,
-                                                       run.default_score, exact_prior)
+                                                       run.default_score, exact_prior,
+                                                       run.held_out)
     head_accuracy = (probs.argmax(-1) == run.truth[None]).mean(axis=1)
     return Outcome(queries=list(revealed), chosen_head=head, estimate=estimate,
                    decision=decision,

@@ -31,6 +31,9 @@ _SEED = flags.DEFINE_integer("seed", Config.seed, "Training and query seed.")
 _BUDGET = flags.DEFINE_integer("budget", Config.budget, "Labels to ask for (at most 5).")
 _REFINE = flags.DEFINE_bool("refine", Config.refine, "Relabel the target set with a student "
                              "trained on the chosen head's confident rows.")
+_SHIFT_TEST = flags.DEFINE_bool("shift_test", Config.shift_test, "Test whether the target is "
+                                "drawn like the labeled rows; if so, estimate a kept ERM head "
+                                "from held-out labeled rows.")
 _PICTURES = flags.DEFINE_bool("pictures", True, "Write the PNG figures and report.html.")
 _FORCE = flags.DEFINE_bool("force", False, "Overwrite a submission already marked submitted.")
 
@@ -40,7 +43,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.info("devices: %s", jax.devices())
     config = Config(strategy=_STRATEGY.value, num_heads=_NUM_HEADS.value, steps=_STEPS.value,
-                    seed=_SEED.value, budget=_BUDGET.value, refine=_REFINE.value)
+                    seed=_SEED.value, budget=_BUDGET.value, refine=_REFINE.value,
+                    shift_test=_SHIFT_TEST.value)
     if _DATASET.value == "all" and _DATA_DIR.value:
         ids = loader.available_ids(_DATA_DIR.value)
     else:
