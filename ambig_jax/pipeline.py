@@ -55,6 +55,11 @@ def run_keys(seed: int) -> tuple[jax.Array, np.random.Generator]:
     return train_key, np.random.default_rng(np.asarray(jax.random.key_data(query_key)))
 
 
+def shift_key(seed: int) -> jax.Array:
+    """The key of the run's shift test."""
+    return jax.random.fold_in(run_keys(seed)[0], 2)
+
+
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     """Trains the heads, spends the label budget where it teaches most, keeps the best head.
 
@@ -75,7 +80,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
         f"(+{ensemble.compile_seconds:.1f}s compile)")
     shift = None
     if config.shift_test:
-        shift = shift_lib.detect_shift(config, dataset, jax.random.fold_in(train_key, 2))
+        shift = shift_lib.detect_shift(config, dataset, shift_key(config.seed))
         log(f"[{dataset.name}] labeled-vs-target classifier: balanced accuracy "
             f"{shift.balanced_accuracy:.3f} (z {shift.z:.1f}), "
             + ("shifted" if shift.shifted else

@@ -18,13 +18,18 @@ import numpy as np
 
 from ambig_jax import disambiguation
 from ambig_jax import pipeline
+from ambig_jax import shift
+from ambig_jax.config import Config
 from ambig_jax.datasets import generator
+from ambig_jax.datasets import loader
 
 
 @dataclasses.dataclass(frozen=True)
 class SavedRun:
     """What a replay needs from a run folder."""
     run_dir: pathlib.Path
+    data_root: pathlib.Path  # the generated sets' folder (public/ and hidden/)
+    config: Config
     dataset_id: int
     seed: int
     budget: int
@@ -71,7 +76,9 @@ def load_run(run_dir) -> SavedRun:
     with np.load(run_dir / "heads.npz") as heads:
         probs = heads["head_probs"]
     held_out = (report.get("shift") or {}).get("held_out")
-    return SavedRun(run_dir=run_dir, dataset_id=info["id"], seed=report["config"]["seed"],
+    config = Config(**{**report["config"], "hidden": tuple(report["config"]["hidden"])})
+    return SavedRun(run_dir=run_dir, data_root=data_root, config=config,
+                    dataset_id=info["id"], seed=report["config"]["seed"],
                     budget=report["config"]["budget"], points=info["points"],
                     default_score=info["default_score"], probs=probs, truth=truth,
                     queries=[q["row"] for q in report["queries"]],
@@ -80,6 +87,14 @@ def load_run(run_dir) -> SavedRun:
                     held_out=None if held_out is None else disambiguation.HeldOut(
                         correct=held_out["correct"], rows=held_out["rows"],
                         heads=tuple(held_out["heads"])))
+
+
+def with_shift_test(run: SavedRun) -> tuple[SavedRun, shift.ShiftTest]:
+    """`run` with the shift test that its pipeline runs now, on the set read again from the
+    run's data folder with the run's key (for runs made before the test existed)."""
+    dataset = loader.load_dataset(run.data_root, run.dataset_id)
+    found = shift.detect_shift(run.config, dataset, pipeline.shift_key(run.seed))
+    return dataclasses.replace(run, held_out=found.held_out), found
 
 
 def replay(run: SavedRun, decided: float = disambiguation.DECIDED,

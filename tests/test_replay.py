@@ -72,3 +72,13 @@ def test_load_run_names_what_is_missing(toy_run, tmp_path):
     with pytest.raises(ValueError, match="no hidden labels"):
         replay.load_run(broken)
     np.testing.assert_array_equal(replay.load_run(toy_run).truth.shape, (500,))
+
+
+def test_the_shift_test_is_run_again_on_the_runs_set(toy_run):
+    run = replay.load_run(toy_run)
+    report = json.loads((toy_run / "report.json").read_text())
+    assert run.config.num_heads == 4 and run.config.steps == 300
+    tested, found = replay.with_shift_test(run)
+    # the run's own test, repeated with its key: the toy target is shifted
+    assert found.shifted and found.z == pytest.approx(report["shift"]["z"])
+    assert tested.held_out is None and report["shift"]["held_out"] is None
