@@ -138,6 +138,18 @@ def agreement_figure(matrix: np.ndarray, path):
     return _save(fig, path)
 
 
+def _shift_line(found: dict | None) -> str:
+    if found is None:
+        return "not run"
+    line = (f"labeled-vs-target balanced accuracy {found['balanced_accuracy']:.3f} "
+            f"(z {found['z']:.1f}): ")
+    if found["shifted"]:
+        return line + "shifted"
+    held = found["held_out"]
+    return line + (f"not shifted; ERM held-out {held['correct']} of {held['rows']} labeled "
+                   "rows right")
+
+
 def _html(report: dict, figures: dict[str, str]) -> str:
     ds = report["dataset"]
     est = report["estimate"]
@@ -148,6 +160,7 @@ def _html(report: dict, figures: dict[str, str]) -> str:
             ("estimated accuracy", f"{est['accuracy']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"),
             ("weight of the exact reading", f"{est.get('exact_weight', 0.0):.2f} (the heads' "
              "probabilities read as exact rather than calibrated)"),
+            ("shift test", _shift_line(report.get("shift"))),
             ("true accuracy", "unknown" if report["true_accuracy"] is None
              else f"{report['true_accuracy']:.3f}"),
             ("timings", json.dumps({k: round(v, 1) for k, v in report["timings"].items()}))]
