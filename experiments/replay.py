@@ -9,7 +9,7 @@ runs' own (the defaults `DECIDED`, `EXACT_PRIOR`), whose row must repeat the run
 rule, the challenge score summed over the runs, the runs decided wrongly ('+' submitted below
 the default score, '-' abstained above it), the estimate's mean absolute error on submitted
 runs and the runs not keeping a best head. `--shift_test=compute` runs the shift test again on
-every run's set (5-20 s each), for runs made before it existed.
+every run's set (4-15 s each), for runs made before it existed.
 """
 
 import dataclasses
