@@ -233,17 +233,14 @@ def supervised_ceilings(config: Config, dataset: Dataset, y_target: np.ndarray,
     """
     order = np.random.default_rng(seed).permutation(len(y_target))
     train_rows, test_rows = order[:len(order) // 2], order[len(order) // 2:]
-    erm = config.replace(strategy="erm", num_heads=1, refine=False)
     sources = {"half_target": ([dataset.x_target[train_rows]], [y_target[train_rows]])}
     if y_unlabeled is not None:
         sources["with_unlabeled"] = (sources["half_target"][0] + [dataset.x_unlabeled],
                                      sources["half_target"][1] + [y_unlabeled])
     result = {"with_unlabeled": None, "train_rows": {}, "test_rows": len(test_rows)}
     for name, (xs, ys) in sources.items():
-        taught = dataclasses.replace(dataset, x_labeled=np.concatenate(xs),
-                                     y_labeled=np.concatenate(ys).astype(np.int32))
-        member = training.train(erm, taught)
+        member = training.train_member(config, dataset, np.concatenate(xs), np.concatenate(ys))
         predicted = member.predict_proba(dataset.x_target[test_rows])[0].argmax(-1)
         result[name] = float(np.mean(predicted == y_target[test_rows]))
-        result["train_rows"][name] = len(taught.y_labeled)
+        result["train_rows"][name] = sum(len(y) for y in ys)
     return result

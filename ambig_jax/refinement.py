@@ -64,9 +64,8 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
     taught = confident_rows(head_probs, config.refine_drop)
     for row, label in revealed.items():
         labels[row], taught[row] = label, True
-    student_set = dataclasses.replace(dataset, x_labeled=dataset.x_target[taught],
-                                      y_labeled=labels[taught])
-    student = training.train(config.replace(strategy="erm", num_heads=1), student_set, key)
+    student = training.train_member(config, dataset, dataset.x_target[taught], labels[taught],
+                                    key)
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,

@@ -40,12 +40,9 @@ class ShiftTest:
     seconds: float
 
 
-def _fit_predict(config: Config, dataset: Dataset, x, y, x_eval, key) -> np.ndarray:
+def _fit_predict(config: Config, dataset: Dataset, x, y, x_eval, key, classes=None):
     """[len(x_eval)] classes predicted by one ERM member trained on (x, y)."""
-    num_classes = int(y.max()) + 1
-    rows = dataclasses.replace(dataset, x_labeled=x, y_labeled=y.astype(np.int32),
-                               classes=np.arange(num_classes))
-    member = training.train(config.replace(strategy="erm", num_heads=1), rows, key)
+    member = training.train_member(config, dataset, x, y, key, classes)
     return member.predict_proba(x_eval)[0].argmax(-1)
 
 
@@ -69,7 +66,8 @@ def detect_shift(config: Config, dataset: Dataset, key: jax.Array) -> ShiftTest:
         x = np.concatenate([x_l[train_l], x_t[train_t]])
         y = np.concatenate([np.zeros(train_l.sum()), np.ones(train_t.sum())])
         predicted = _fit_predict(config, dataset, x, y,
-                                 np.concatenate([x_l[~train_l], x_t[~train_t]]), member_key)
+                                 np.concatenate([x_l[~train_l], x_t[~train_t]]), member_key,
+                                 classes=np.arange(2))
         hits_l += int(np.sum(predicted[:np.sum(~train_l)] == 0))
         hits_t += int(np.sum(predicted[np.sum(~train_l):] == 1))
     balanced = 0.5 * (hits_l / len(x_l) + hits_t / len(x_t))

@@ -228,3 +228,17 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
     return TrainedEnsemble(config=config, module=module, params=state.params,
                            standardizer=standardizer, metrics=metrics,
                            compile_seconds=t1 - t0, train_seconds=t2 - t1)
+
+
+def train_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,
+                 key: jax.Array | None = None, classes: np.ndarray | None = None
+                 ) -> TrainedEnsemble:
+    """One plain ERM member trained on rows (x, y) in place of the labeled ones (the
+    refinement's student, the shift test's classifiers, the supervised ceilings). The data
+    set's other rows still shape the input standardisation; its classes, or `classes`, the
+    output.
+    """
+    rows = dataclasses.replace(dataset, x_labeled=x, y_labeled=np.asarray(y, np.int32),
+                               classes=dataset.classes if classes is None else classes)
+    return train(config.replace(strategy="erm", num_heads=1), rows, key)
+
