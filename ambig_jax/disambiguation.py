@@ -164,11 +164,9 @@ def held_out_estimate(held_out: HeldOut, probs: np.ndarray, kept: np.ndarray,
     wrong = held_out.rows - held_out.correct
     log_density = held_out.correct * np.log(grid) + wrong * np.log1p(-grid)
     weight = np.exp(log_density - log_density.max())
-    weight = weight / weight.sum()
-    tail = (1.0 - interval) / 2.0
-    low, high = np.interp([tail, 1.0 - tail], np.cumsum(weight), grid)
-    return Estimate(accuracy=float(np.dot(grid, weight)), low=float(low), high=float(high),
-                    label_errors=errors, num_labels=len(revealed), explained=explained,
+    accuracy, low, high = _mean_and_interval(grid, weight / weight.sum(), interval)
+    return Estimate(accuracy=accuracy, low=low, high=high, label_errors=errors,
+                    num_labels=len(revealed), explained=explained,
                     source="held-out labeled rows")
 
 
@@ -214,11 +212,9 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
     accuracy = np.concatenate([grid[1] for grid in grids.values()])
     weight = np.concatenate([reading_weight[name] * grid[2] for name, grid in grids.items()])
-    order = np.argsort(accuracy)
-    tail = (1.0 - interval) / 2.0
-    low, high = np.interp([tail, 1.0 - tail], np.cumsum(weight[order]), accuracy[order])
-    return Estimate(accuracy=float(np.dot(accuracy, weight)), low=float(low), high=float(high),
-                    label_errors=errors, num_labels=num_labels, explained=explained,
+    mean, low, high = _mean_and_interval(accuracy, weight, interval)
+    return Estimate(accuracy=mean, low=low, high=high, label_errors=errors,
+                    num_labels=num_labels, explained=explained,
                     exact_weight=float(reading_weight.get("exact", 0.0)))
 
 
@@ -243,6 +239,15 @@ def noise_posterior(label_probs: np.ndarray, num_classes: int, grid: int = 20000
     log_mass = log_prior + np.log(likelihood).sum(axis=1)
     log_evidence = _logsumexp(log_mass)
     return mid, np.exp(log_mass - log_evidence), float(log_evidence)
+
+
+def _mean_and_interval(values: np.ndarray, weights: np.ndarray, interval: float):
+    """(mean, low, high) of a discrete distribution [G] summing to 1; low and high are the
+    quantiles that leave (1 - interval) / 2 out on each side."""
+    order = np.argsort(values)
+    tail = (1.0 - interval) / 2.0
+    low, high = np.interp([tail, 1.0 - tail], np.cumsum(weights[order]), values[order])
+    return float(np.dot(values, weights)), float(low), float(high)
 
 
 def _logsumexp(x: np.ndarray) -> float:
