@@ -1,15 +1,14 @@
 """Side-by-side numbers: strategies x data sets x seeds through the whole pipeline, tables of
 them, and the training time against the number of heads.
 
-A row is one (seed, strategy, data set) run of the whole pipeline (`challenge.run_sets`):
-the accuracy of what it would submit, the best head's accuracy, labels used, the decision,
-estimated vs true accuracy and timings. The challenge score of a (strategy, seed) is the sum
-over sets of points x (true accuracy if submitted, else the set's default score). The
-aggregation (`challenge_scores`, `summary`, `markdown`) is pure; `run`, `time_heads`,
-`supervised_ceilings` and `write_tables` train and write.
+A row is the `RunRecord` of one (seed, strategy, data set) run of the whole pipeline
+(`challenge.run_sets`) on a generated set, whose hidden labels score it. The challenge score of
+a (strategy, seed) is the sum over sets of points x (true accuracy if submitted, else the set's
+default score). The aggregation (`challenge_scores`, `summary`, `markdown`) is pure; `run`,
+`time_heads`, `supervised_ceilings` and `write_tables` train and write.
 """
 
-import dataclasses
+import json
 import os
 import pathlib
 import platform
@@ -18,70 +17,44 @@ import numpy as np
 
 from ambig_jax import challenge
 from ambig_jax import outputs
+from ambig_jax import record
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
 from ambig_jax.datasets.loader import Dataset
+from ambig_jax.record import RunRecord
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    seed: int
-    strategy: str
-    dataset_id: int
-    name: str
-    points: float
-    default_score: float
-    accuracy: float  # of the predictions written (the refined ones) on the target set
-    best_head_accuracy: float
-    labels_used: int
-    submitted: bool
-    estimated: float
-    compile_seconds: float
-    train_seconds: float
-    total_seconds: float
-    head_accuracy: float | None = None  # of the chosen head, before refinement
-
-    @property
-    def score(self) -> float:
-        return self.accuracy if self.submitted else self.default_score
-
-    @property
-    def decision_loss(self) -> float:
-        """Points lost to the submit/abstain decision: what knowing the true accuracy would
-        have scored (the larger of it and the default) minus the score."""
-        return self.points * (max(self.accuracy, self.default_score) - self.score)
+_KEYS = {"strategy": lambda r: r.config.strategy, "seed": lambda r: r.config.seed,
+         "dataset": lambda r: r.dataset.id}
 
 
-def row_from_result(seed: int, strategy: str, result) -> Row:
-    """A `Row` from a `challenge.SetResult` of a run whose hidden labels are known."""
-    if result.true_accuracy is None:
-        raise ValueError(f"{result.name}: the benchmark needs the hidden labels to score a run")
-    return Row(seed=seed, strategy=strategy, dataset_id=result.dataset_id, name=result.name,
-               points=result.points, default_score=result.default_score,
-               accuracy=result.true_accuracy, best_head_accuracy=result.best_head_accuracy,
-               labels_used=result.labels_used, submitted=result.submitted,
-               estimated=result.estimated, compile_seconds=result.compile_seconds,
-               train_seconds=result.train_seconds, total_seconds=result.seconds,
-               head_accuracy=result.head_accuracy)
-
-
-def _group(rows, *keys):
-    groups: dict[tuple, list[Row]] = {}
+def _group(rows: list[RunRecord], *keys: str) -> dict[tuple, list[RunRecord]]:
+    groups: dict[tuple, list[RunRecord]] = {}
     for row in rows:
-        groups.setdefault(tuple(getattr(row, k) for k in keys), []).append(row)
+        groups.setdefault(tuple(_KEYS[k](row) for k in keys), []).append(row)
     return groups
 
 
-def challenge_scores(rows: list[Row]) -> dict[str, dict[int, float]]:
+def scored(rows: list[RunRecord]) -> list[RunRecord]:
+    """`rows`, checked to carry true accuracies (runs on generated sets)."""
+    for row in rows:
+        if row.true_accuracy is None:
+            raise ValueError(f"{row.dataset.name}: the benchmark needs the hidden labels to "
+                             "score a run")
+    return rows
+
+
+def challenge_scores(rows: list[RunRecord]) -> dict[str, dict[int, float]]:
     """strategy -> seed -> the challenge score (sum of points x score over its sets)."""
     scores: dict[str, dict[int, float]] = {}
-    for (strategy, seed), group in sorted(_group(rows, "strategy", "seed").items()):
-        scores.setdefault(strategy, {})[seed] = float(sum(r.points * r.score for r in group))
+    for (strategy, seed), group in sorted(_group(scored(rows), "strategy", "seed").items()):
+        scores.setdefault(strategy, {})[seed] = float(
+            sum(r.dataset.points * r.score for r in group))
     return scores
 
 
-def summary(rows: list[Row]) -> dict:
+def summary(rows: list[RunRecord]) -> dict:
     """Per strategy: score per seed and its mean, the points at stake, the points lost to
     decisions (mean per seed), the mean absolute error of the accuracy estimate on submitted
     sets, the largest labels count, mean times."""
@@ -93,25 +66,25 @@ def summary(rows: list[Row]) -> dict:
         result[strategy] = {
             "score_per_seed": seeds,
             "score_mean": float(np.mean(list(seeds.values()))),
-            "points": float(sum(r.points for r in group) / len(seeds)),
+            "points": float(sum(r.dataset.points for r in group) / len(seeds)),
             "decision_loss_mean": float(sum(r.decision_loss for r in group) / len(seeds)),
-            "estimate_mae": (float(np.mean([abs(r.estimated - r.accuracy) for r in submitted]))
-                             if submitted else None),
+            "estimate_mae": (float(np.mean([abs(r.estimate.accuracy - r.true_accuracy)
+                                            for r in submitted])) if submitted else None),
             "max_labels": max(r.labels_used for r in group),
-            "compile_seconds_mean": float(np.mean([r.compile_seconds for r in group])),
-            "train_seconds_mean": float(np.mean([r.train_seconds for r in group])),
-            "total_seconds_mean": float(np.mean([r.total_seconds for r in group])),
+            "compile_seconds_mean": float(np.mean([r.timings.compile for r in group])),
+            "train_seconds_mean": float(np.mean([r.timings.train for r in group])),
+            "total_seconds_mean": float(np.mean([r.timings.set for r in group])),
         }
     return result
 
 
-def markdown(rows: list[Row]) -> str:
+def markdown(rows: list[RunRecord]) -> str:
     """Two tables: accuracy per set and strategy (mean over seeds, with the best head's and
     the decisions), then the score and timings per strategy."""
-    strategies = sorted({r.strategy for r in rows})
-    seeds = sorted({r.seed for r in rows})
-    cells = _group(rows, "dataset_id", "strategy")
-    names = {r.dataset_id: r.name for r in rows}
+    strategies = sorted({r.config.strategy for r in rows})
+    seeds = sorted({r.config.seed for r in rows})
+    cells = _group(scored(rows), "dataset", "strategy")
+    names = {r.dataset.id: r.dataset.name for r in rows}
     lines = [f"Target accuracy of the predictions written, mean over seeds "
              f"{', '.join(map(str, seeds))} (the chosen head's before refinement in square "
              "brackets, the best head's in round ones; S/A = submitted/abstained per seed)", "",
@@ -120,14 +93,13 @@ def markdown(rows: list[Row]) -> str:
     for dataset_id in sorted(names):
         row = [names[dataset_id]]
         for strategy in strategies:
-            group = sorted(cells.get((dataset_id, strategy), []), key=lambda r: r.seed)
+            group = sorted(cells.get((dataset_id, strategy), []), key=lambda r: r.config.seed)
             if not group:
                 row.append("—")
                 continue
             decisions = "".join("S" if r.submitted else "A" for r in group)
-            heads = [r.head_accuracy for r in group if r.head_accuracy is not None]
-            chosen = f"[{np.mean(heads):.3f}] " if len(heads) == len(group) else ""
-            row.append(f"{np.mean([r.accuracy for r in group]):.3f} {chosen}"
+            chosen = f"[{np.mean([r.head_accuracy for r in group]):.3f}] "
+            row.append(f"{np.mean([r.true_accuracy for r in group]):.3f} {chosen}"
                        f"({np.mean([r.best_head_accuracy for r in group]):.3f}) {decisions}")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "| strategy | challenge score, mean (per seed) | of points | lost to decisions | "
@@ -144,8 +116,8 @@ def markdown(rows: list[Row]) -> str:
 
 
 def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
-        log=print) -> list[Row]:
-    """Every (seed, strategy) over the generated sets `ids`; one row per run.
+        log=print) -> list[RunRecord]:
+    """Every (seed, strategy) over the generated sets `ids`; one record per run.
 
     Seed s generates the data (`cache.generated_dir(s)`) and seeds training and queries; a
     local oracle answers from the hidden labels, with a fresh ledger per (seed, strategy) under
@@ -160,31 +132,39 @@ def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
             log(f"== seed {seed}, strategy {strategy} ==")
             config = base.replace(strategy=strategy, seed=seed)
             run_dir = pathlib.Path(output_dir) / f"seed{seed}" / strategy
-            results = challenge.run_sets(ids, config, data_dir, run_dir, pictures=pictures,
-                                         log=log)
-            rows += [row_from_result(seed, strategy, r) for r in results]
+            rows += scored(challenge.run_sets(ids, config, data_dir, run_dir,
+                                              pictures=pictures, log=log))
     return rows
 
 
 def machine() -> dict:
     """Where the numbers were measured."""
     return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpus": os.cpu_count(), **challenge.versions()}
+            "cpus": os.cpu_count(), **record.versions()}
 
 
-def write_tables(output_dir, rows: list[Row], extra: dict) -> str:
-    """benchmark.md and benchmark.json (rows, summary and `extra`); returns the Markdown."""
+def write_tables(output_dir, rows: list[RunRecord], extra: dict) -> str:
+    """benchmark.md and benchmark.json (records, summary and `extra`); returns the Markdown."""
     output_dir = pathlib.Path(output_dir)
     table = markdown(rows)
     outputs.write_atomic(output_dir / "benchmark.md", table + "\n")
     outputs.write_json(output_dir / "benchmark.json", {
-        **extra, "rows": [dataclasses.asdict(r) for r in rows], "summary": summary(rows)})
+        **extra, "records": [r.to_json() for r in rows], "summary": summary(rows)})
     return table
 
 
-def time_heads(dataset, strategy: str, heads: list[int], steps: int,
+def read_tables(output_dir) -> tuple[list[RunRecord], dict]:
+    """The records and the `extra` entries of `write_tables`' benchmark.json."""
+    saved = json.loads((pathlib.Path(output_dir) / "benchmark.json").read_text())
+    rows = [RunRecord.from_json(r) for r in saved.pop("records")]
+    saved.pop("summary", None)
+    return rows, saved
+
+
+def time_heads(dataset, base: Config, strategy: str, heads: list[int],
                repeats: int) -> list[dict]:
-    """Training time against H: one row per H with best-of-`repeats` train and compile seconds,
+    """Training time against H under `base` (steps, batches, backbone): one row per H with
+    best-of-`repeats` train and compile seconds,
     rows read per step and images per second per head (labeled rows, plus pool rows when some
     head has a diversity edge: ERM, and divdis with one head, skip the pool batch), and, when
     heads[0] is 1, the ratio of the vmapped run to H separate one-head runs, without and with
@@ -193,14 +173,15 @@ def time_heads(dataset, strategy: str, heads: list[int], steps: int,
     baseline."""
     rows = []
     for num_heads in heads:
-        config = Config(strategy=strategy, num_heads=num_heads, steps=steps)
+        config = base.replace(strategy=strategy, num_heads=num_heads)
         runs = [training.train(config, dataset) for _ in range(repeats)]
         train = min(r.train_seconds for r in runs)
         pool = config.batch_pool if training.uses_pool(config) else 0
         rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
                      "compile_seconds": min(r.compile_seconds for r in runs),
                      "rows_per_step": config.batch_labeled + pool,
-                     "images_per_second_per_head": steps * (config.batch_labeled + pool) / train})
+                     "images_per_second_per_head":
+                         config.steps * (config.batch_labeled + pool) / train})
     base = rows[0] if heads[0] == 1 else None
     for row in rows:
         comparable = base is not None and base["rows_per_step"] == row["rows_per_step"]

@@ -1,34 +1,33 @@
-"""Pure decisions of the label loop: which point to ask, which head to keep, how good it is.
+"""The label loop and its pure decisions: which point to ask, which head to keep, how good it is.
 
 Shapes: H heads, N target rows, C classes. `probs` [H, N, C] are the heads' predictions on the
-target set; `revealed` maps a target row to its class index. Nothing here does I/O: the oracle
-call between `select_query` and `head_posterior` is the loop's only side effect.
+target set; `revealed` maps a target row to its class index. `resolve` is the one label loop
+(the pipeline runs it against the oracle, the replay against a set's hidden labels); the
+`ask` callback it is given is its only side effect, and every decision in it is a pure
+function of the heads, the labels so far and the run's `Rule`.
 
 Noise model. Given that head h is the right hypothesis, a revealed label y at row x follows
 the head's prediction up to a label-noise rate eps: P(y | x, h) = (1 - eps) p_h(y | x) + eps / C.
-eps has a Beta prior (mean `PRIOR_NOISE`, weight `PRIOR_STRENGTH` pseudo-labels), updated by
-the revealed labels through this same likelihood under the kept head: a label that the head
-gets wrong where it was unsure costs less than one it gets wrong where it was sure, since the
-head's own doubt is already part of the expected accuracy.
+eps has a Beta prior (`Rule.prior_noise`, `Rule.prior_strength`), updated by the revealed labels
+through this same likelihood under the kept head: a label that the head gets wrong where it was
+unsure costs less than one it gets wrong where it was sure, since the head's own doubt is
+already part of the expected accuracy.
 
 Two readings of a head's probabilities enter the accuracy estimate. Calibrated: the head is
 right at x with probability p_h(pred | x). Exact: the head is the hypothesis and its doubt is
-an artefact of training (the diversity term makes pushed heads hedge: on set 456 their mean
-confidence is 0.76-0.80 at an accuracy of 0.84-0.92, while an ERM head is sure everywhere).
-The revealed labels weigh the two readings by their evidence, from even prior odds.
+an artefact of training (the diversity term makes pushed heads hedge below their accuracy,
+while an ERM head is sure everywhere). The revealed labels weigh the two readings by their
+evidence, starting from `Rule.exact_prior`.
 """
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
-PRIOR_NOISE = 0.02
-PRIOR_STRENGTH = 5.0  # weak: one wrong label among five must weigh (sets 06/07 must abstain)
-DECIDED = 1.0  # posterior mass from which labels go to random rows (1: only once certain)
-EXACT_PRIOR = 0.5  # prior weight of the "exact" reading of the heads' probabilities
-QUERY_NOISE = 0.05  # eps of the likelihood while choosing queries and heads
-NEAR_BEST_GAIN = 0.05  # nats: queries this close to the best gain count as ties
-UNINFORMATIVE_GAIN = 1e-4  # below this, heads agree everywhere: sample rows at random
+from ambig_jax.config import Rule
+
+DEFAULT_RULE = Rule()
 
 
 def _likelihood(probs: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
@@ -43,7 +42,8 @@ def hard(probs: np.ndarray) -> np.ndarray:
     return np.eye(probs.shape[-1])[probs.argmax(-1)]
 
 
-def head_posterior(probs: np.ndarray, revealed: dict[int, int], eps: float = QUERY_NOISE,
+def head_posterior(probs: np.ndarray, revealed: dict[int, int],
+                   eps: float = DEFAULT_RULE.query_noise,
                    prior: np.ndarray | None = None) -> np.ndarray:
     """Posterior [H] over which head is the right hypothesis, from a uniform (or given) prior.
 
@@ -66,7 +66,8 @@ def _entropy(p: np.ndarray, axis=-1) -> np.ndarray:
     return -np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0), axis=axis)
 
 
-def information_gain(probs: np.ndarray, posterior: np.ndarray, eps: float = QUERY_NOISE):
+def information_gain(probs: np.ndarray, posterior: np.ndarray,
+                     eps: float = DEFAULT_RULE.query_noise):
     """[N] expected information (nats) that a row's label gives about which head is right.
 
     I(head; y | x) = H(sum_h w_h P(y | x, h)) - sum_h w_h H(P(y | x, h)). With two confident
@@ -87,29 +88,29 @@ def disagreement_pattern(probs: np.ndarray, posterior: np.ndarray, min_weight: f
 
 
 def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
-                 rng: np.random.Generator, decided: float = DECIDED) -> int:
+                 rng: np.random.Generator, rule: Rule = DEFAULT_RULE) -> int:
     """The next target row to ask: most informative, never asked before.
 
-    Among rows within `NEAR_BEST_GAIN` of the best gain, prefers a pattern of disagreement
+    Among rows within `rule.near_best_gain` of the best gain, prefers a pattern of disagreement
     (head A says x while B says y, or the reverse) that has been asked least, so the labels
     cover every kind of disagreement. Once one head leads, the largest gain lies where the
     heads left behind still disagree with it: a label there checks the leader where it is most
     likely wrong (on sets 06/07, where no head is right, such checks find its errors). When the
     heads agree everywhere, or the posterior has put mass >= `decided` on one head, picks a
-    random row instead.
+    random row instead (`rule.uninformative_gain`, `rule.decided`).
     """
     num_rows = probs.shape[1]
     asked = np.zeros(num_rows, bool)
     asked[list(revealed)] = True
     if asked.all():
         raise ValueError("every target row has been revealed already")
-    gain = np.where(asked, -np.inf, information_gain(probs, posterior))
+    gain = np.where(asked, -np.inf, information_gain(probs, posterior, rule.query_noise))
     best = gain.max()
-    if best < UNINFORMATIVE_GAIN or posterior.max() >= decided:
+    if best < rule.uninformative_gain or posterior.max() >= rule.decided:
         return int(rng.choice(np.flatnonzero(~asked)))
     patterns = disagreement_pattern(probs, posterior)
     counts = np.bincount(patterns[asked], minlength=patterns.max() + 1)[patterns]
-    near = gain >= best - NEAR_BEST_GAIN
+    near = gain >= best - rule.near_best_gain
     # lexicographic: fewest earlier queries of the pattern, then largest gain, then lowest row
     order = np.lexsort((np.arange(num_rows), -gain, counts, ~near))
     return int(order[0])
@@ -155,7 +156,7 @@ def label_check(probs: np.ndarray, kept: np.ndarray, revealed: dict[int, int]):
 
 
 def held_out_estimate(held_out: HeldOut, probs: np.ndarray, kept: np.ndarray,
-                      revealed: dict[int, int], interval: float = 0.9) -> Estimate:
+                      revealed: dict[int, int], rule: Rule = DEFAULT_RULE) -> Estimate:
     """Accuracy of an ERM head on a target drawn like the labeled rows: the Beta(1 + right,
     1 + wrong) posterior of the held-out rows. The revealed labels, asked where the heads
     disagree, are no fair sample of the target; they still decide `explained`."""
@@ -164,15 +165,14 @@ def held_out_estimate(held_out: HeldOut, probs: np.ndarray, kept: np.ndarray,
     wrong = held_out.rows - held_out.correct
     log_density = held_out.correct * np.log(grid) + wrong * np.log1p(-grid)
     weight = np.exp(log_density - log_density.max())
-    accuracy, low, high = _mean_and_interval(grid, weight / weight.sum(), interval)
+    accuracy, low, high = _mean_and_interval(grid, weight / weight.sum(), rule.interval)
     return Estimate(accuracy=accuracy, low=low, high=high, label_errors=errors,
                     num_labels=len(revealed), explained=explained,
                     source="held-out labeled rows")
 
 
 def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray,
-                      revealed: dict[int, int], interval: float = 0.9,
-                      exact_prior: float = EXACT_PRIOR) -> Estimate:
+                      revealed: dict[int, int], rule: Rule = DEFAULT_RULE) -> Estimate:
     """Expected accuracy of the kept prediction `kept.argmax(-1)` on the target set.
 
     Under each reading of the probabilities (calibrated: `probs`, `kept`; exact: their hard
@@ -188,8 +188,8 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
       posterior: [H] weights of the heads.
       kept: [N, C] probabilities behind the predictions to be submitted (the kept head's).
       revealed: row -> class index.
-      interval: probability mass of the interval.
-      exact_prior: prior weight of the exact reading; 0 trusts the probabilities as given.
+      rule: the noise prior, the exact reading's prior weight (0 trusts the probabilities as
+        given) and the interval's mass.
     """
     num_classes = probs.shape[-1]
     num_labels = len(revealed)
@@ -198,12 +198,13 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     predictions = kept.argmax(-1)
     errors, explained = label_check(probs, kept, revealed)
 
-    readings = {"calibrated": (1.0 - exact_prior, probs, kept),
-                "exact": (exact_prior, hard(probs), hard(kept))}
+    readings = {"calibrated": (1.0 - rule.exact_prior, probs, kept),
+                "exact": (rule.exact_prior, hard(probs), hard(kept))}
     grids = {}  # reading -> (log prior + log evidence, accuracy [G] over eps, eps weights [G])
     for name, (prior, heads, kept_reading) in readings.items():
         if prior > 0.0:
-            eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes)
+            eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes,
+                                                          rule)
             picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
             agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
             grids[name] = (np.log(prior) + log_evidence,
@@ -212,15 +213,16 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
     accuracy = np.concatenate([grid[1] for grid in grids.values()])
     weight = np.concatenate([reading_weight[name] * grid[2] for name, grid in grids.items()])
-    mean, low, high = _mean_and_interval(accuracy, weight, interval)
+    mean, low, high = _mean_and_interval(accuracy, weight, rule.interval)
     return Estimate(accuracy=mean, low=low, high=high, label_errors=errors,
                     num_labels=num_labels, explained=explained,
                     exact_weight=float(reading_weight.get("exact", 0.0)))
 
 
-def noise_posterior(label_probs: np.ndarray, num_classes: int, grid: int = 20000):
+def noise_posterior(label_probs: np.ndarray, num_classes: int, rule: Rule = DEFAULT_RULE,
+                    grid: int = 20000):
     """eps's posterior given the kept head's probabilities `label_probs` [K] of the revealed
-    labels: Beta prior (mean `PRIOR_NOISE`, `PRIOR_STRENGTH` pseudo-labels) times
+    labels: Beta prior (mean `rule.prior_noise`, `rule.prior_strength` pseudo-labels) times
     prod_k [(1 - eps) q_k + eps / C], on a grid that is geometric near 0 (the prior's density
     is infinite there); each cell gets its exact prior mass in the x^(a-1) factor.
 
@@ -228,8 +230,8 @@ def noise_posterior(label_probs: np.ndarray, num_classes: int, grid: int = 20000
       (eps [G], weights [G], log_evidence): cell midpoints, posterior masses summing to 1 (no
       scipy), and the log marginal likelihood of the labels, log E_prior[prod_k ...].
     """
-    a = PRIOR_NOISE * PRIOR_STRENGTH
-    b = (1.0 - PRIOR_NOISE) * PRIOR_STRENGTH
+    a = rule.prior_noise * rule.prior_strength
+    b = (1.0 - rule.prior_noise) * rule.prior_strength
     edges = np.concatenate([[0.0], np.geomspace(1e-12, 1.0, grid)])
     mid = 0.5 * (edges[1:] + edges[:-1])
     log_prior = (np.log(edges[1:] ** a - edges[:-1] ** a) - np.log(a)
@@ -286,7 +288,7 @@ def decide(estimate: Estimate, default_score: float) -> Decision:
 
 
 def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
-             default_score: float, exact_prior: float = EXACT_PRIOR,
+             default_score: float, rule: Rule = DEFAULT_RULE,
              held_out: HeldOut | None = None) -> tuple[int, Estimate, Decision]:
     """The end of the label loop: the kept head, its estimated accuracy and the decision.
 
@@ -300,9 +302,56 @@ def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
     if held_out is not None and held_out.heads:
         anchors = np.asarray(held_out.heads)
         head = int(anchors[np.argmax(posterior[anchors])])
-        estimate = held_out_estimate(held_out, probs, probs[head], revealed)
+        estimate = held_out_estimate(held_out, probs, probs[head], revealed, rule)
     else:
         head = choose_head(posterior)
-        estimate = estimate_accuracy(probs, posterior, probs[head], revealed,
-                                     exact_prior=exact_prior)
+        estimate = estimate_accuracy(probs, posterior, probs[head], revealed, rule)
     return head, estimate, decide(estimate, default_score)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """What the label loop asked and concluded. Labels are class indices."""
+    queries: list[tuple[int, int]]  # (target row, class index) in the order asked
+    posteriors: list[np.ndarray]  # [H] before any label, after the known ones, after each new
+    chosen_head: int
+    estimate: Estimate
+    decision: Decision
+
+
+def resolve(probs: np.ndarray, ask: Callable[[int], int | None], budget: int,
+            rng: np.random.Generator, default_score: float, rule: Rule = DEFAULT_RULE,
+            known: dict[int, int] | None = None, held_out: HeldOut | None = None,
+            on_label: Callable[[int, int, int, np.ndarray], None] | None = None) -> Resolution:
+    """The label loop: spends up to `budget` labels where they teach most about which head is
+    right, then keeps a head, estimates its accuracy and decides whether to submit.
+
+    Args:
+      probs: [H, N, C] the heads' calibrated probabilities on the target rows.
+      ask: row -> its class index, or None when no label can be had any more (the only side
+        effect; the pipeline's asks the oracle, the replay's reads hidden labels).
+      budget: labels in all, `known` ones included.
+      rng: draws the random rows (`select_query`).
+      default_score: what abstaining scores on this set.
+      rule: the decision rule.
+      known: labels already held (a crashed run's, from the ledger): used first, never re-asked.
+      held_out: the shift test's stand-in when the target is not shifted (`conclude`).
+      on_label: called after each new label with (labels held, row, class index, posterior).
+    """
+    revealed = dict(known or {})
+    posteriors = [head_posterior(probs, {}, rule.query_noise)]
+    if revealed:
+        posteriors.append(head_posterior(probs, revealed, rule.query_noise))
+    while len(revealed) < min(budget, probs.shape[1]):
+        row = select_query(probs, posteriors[-1], revealed, rng, rule)
+        label = ask(row)
+        if label is None:
+            break
+        revealed[row] = int(label)
+        posteriors.append(head_posterior(probs, revealed, rule.query_noise))
+        if on_label is not None:
+            on_label(len(revealed), row, int(label), posteriors[-1])
+    head, estimate, decision = conclude(probs, posteriors[-1], revealed, default_score, rule,
+                                        held_out)
+    return Resolution(queries=list(revealed.items()), posteriors=posteriors, chosen_head=head,
+                      estimate=estimate, decision=decision)

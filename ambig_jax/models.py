@@ -1,10 +1,10 @@
 """Ensemble members and how they are stacked. Shapes: H heads, B samples, C classes.
 
 Each member is an independent network (no shared trunk): members that share a backbone
-diversify less, and dense layers vmap well on every backend (see PERFORMANCE.md: a vmapped
-convolution costs ~9x one member on XLA:CPU, a vmapped MLP ~2.4x). The backbone follows the
-input's shape only: vectors and images both go through an MLP on the flattened, standardised
-input; `conv` is available for images when a measurement says it pays.
+diversify less, and dense layers vmap well on every backend, while vmapping a convolution over
+stacked parameters is pathologically slow on XLA:CPU (the README's Speed section). The
+backbone follows the input's shape only: vectors and images both go through an MLP on the
+flattened, standardised input; `conv` is available for images when a measurement says it pays.
 """
 
 import dataclasses

@@ -207,7 +207,6 @@ class Oracle:
             raise ValueError(f"budget must be between 0 and {MAX_BUDGET}, got {budget}")
         self.source, self.ledger, self.dataset_id, self.budget = source, ledger, dataset_id, budget
         self.classes = None if classes is None else {int(c) for c in classes}
-        self.requests_sent = 0
 
     def _key(self):
         return self.source.server, self.source.username, self.dataset_id
@@ -230,7 +229,6 @@ class Oracle:
         if known.get(datum_id) is not None:
             return known[datum_id]
         self.ledger.reserve(*self._key(), datum_id, self.budget)  # raises past the budget
-        self.requests_sent += 1
         answer = self.source.fetch(self.dataset_id, datum_id)
         if self.classes is not None and answer.label not in self.classes:
             raise OracleError(f"data set {self.dataset_id}: label {answer.label} of datum "

@@ -13,6 +13,8 @@ import tempfile
 
 import numpy as np
 
+from ambig_jax import serialization
+
 SUBMITTED_MARK = "SUBMITTED"
 
 
@@ -97,27 +99,10 @@ def write_submission(run_dir, labels, force: bool = False) -> pathlib.Path:
     return path
 
 
-def read_submission(path, num_rows: int | None = None, classes=None) -> np.ndarray:
-    path = pathlib.Path(path)
-    return parse_submission(path.read_text(), num_rows, classes, where=str(path))
-
-
-def _to_jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def write_json(path, payload: dict) -> pathlib.Path:
     """Writes a JSON document (numpy values converted) atomically."""
     path = pathlib.Path(path)
-    write_atomic(path, json.dumps(_to_jsonable(payload), indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(serialization.to_json(payload), indent=2, sort_keys=True) + "\n")
     return path
 
 

@@ -16,29 +16,21 @@ from ambig_jax import shift as shift_lib
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
+from ambig_jax.record import Timings
 
 
 @dataclasses.dataclass
 class Solution:
-    """What a run decided for one data set (labels as original values)."""
+    """What a run decided for one data set."""
     dataset: Dataset
     config: Config
     predictions: np.ndarray  # [N] original label values (the student's with `refinement`)
     head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
-    chosen_head: int
-    queries: list[tuple[int, int]]  # (target row, original label) in the order asked
-    posteriors: list[np.ndarray]  # [H] before any label, then after each
-    estimate: disambiguation.Estimate
-    decision: disambiguation.Decision
-    timings: dict[str, float]
+    resolution: disambiguation.Resolution  # the labels, the kept head, estimate and decision
+    timings: Timings
     ensemble: training.TrainedEnsemble  # the heads themselves (for saliency maps)
     refinement: refinement_lib.Refinement | None  # None when config.refine is off
     shift: shift_lib.ShiftTest | None  # None when config.shift_test is off
-
-    def agreement_matrix(self) -> np.ndarray:
-        """[H, H] share of target rows on which two heads predict the same class."""
-        pred = self.head_probs.argmax(-1)
-        return (pred[:, None] == pred[None]).mean(axis=-1)
 
 
 def calibrated_probs(ensemble: training.TrainedEnsemble, x: np.ndarray) -> np.ndarray:
@@ -81,48 +73,41 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     shift = None
     if config.shift_test:
         shift = shift_lib.detect_shift(config, dataset, shift_key(config.seed))
-        log(f"[{dataset.name}] labeled-vs-target classifier: balanced accuracy "
-            f"{shift.balanced_accuracy:.3f} (z {shift.z:.1f}), "
-            + ("shifted" if shift.shifted else
-               f"not shifted: an ERM member got {shift.held_out.correct} of "
-               f"{shift.held_out.rows} held-out labeled rows right")
-            + f" ({shift.seconds:.1f}s)")
+        log(f"[{dataset.name}] shift test: {shift.describe()} ({shift.seconds:.1f}s)")
 
     known = oracle.resume_pending()  # labels from an earlier (crashed) run come first
-    queries = [(row, label) for row, label in known.items() if 0 <= row < probs.shape[1]]
-    revealed = {row: int(dataset.to_index([label])[0]) for row, label in queries}
-    posteriors = [disambiguation.head_posterior(probs, {})]
-    if revealed:
-        posteriors.append(disambiguation.head_posterior(probs, revealed))
-        log(f"[{dataset.name}] reusing {len(revealed)} labels from the ledger")
-    while len(revealed) < min(config.budget, probs.shape[1]) and oracle.remaining() > 0:
-        row = disambiguation.select_query(probs, posteriors[-1], revealed, rng)
-        label = oracle.reveal(row)  # recorded in the ledger before it is used here
-        queries.append((row, label))
-        revealed[row] = int(dataset.to_index([label])[0])
-        posteriors.append(disambiguation.head_posterior(probs, revealed))
-        log(f"[{dataset.name}] label {len(revealed)}: row {row} is {label}; head posterior "
-            + " ".join(f"{w:.2f}" for w in posteriors[-1]))
+    known = {row: int(dataset.to_index([label])[0]) for row, label in known.items()
+             if 0 <= row < probs.shape[1]}
+    if known:
+        log(f"[{dataset.name}] reusing {len(known)} labels from the ledger")
+
+    def ask(row: int) -> int | None:
+        if oracle.remaining() == 0:
+            return None
+        return int(dataset.to_index([oracle.reveal(row)])[0])  # in the ledger before it is used
+
+    def on_label(count: int, row: int, label: int, posterior: np.ndarray):
+        log(f"[{dataset.name}] label {count}: row {row} is {dataset.classes[label]}; head "
+            "posterior " + " ".join(f"{w:.2f}" for w in posterior))
 
     # The estimate and the decision are the chosen head's: the heads' probabilities describe
-    # the head's own predictions; the student's agree with them more than the truth does
-    # (set 06, seed 0: the estimate rose 0.84 -> 0.87 at a true 0.70 and flipped the decision).
-    head, estimate, decision = disambiguation.conclude(
-        probs, posteriors[-1], revealed, dataset.info.default_score,
-        held_out=None if shift is None else shift.held_out)
+    # the head's own predictions; the student's agree with them more than the truth does.
+    resolution = disambiguation.resolve(
+        probs, ask, config.budget, rng, dataset.info.default_score, config.rule, known,
+        held_out=None if shift is None else shift.held_out, on_label=on_label)
+    head = resolution.chosen_head
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
-        refined = refinement_lib.refine(config, dataset, probs[head], revealed, refine_key)
+        refined = refinement_lib.refine(config, dataset, probs[head], dict(resolution.queries),
+                                        refine_key)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
             f"target rows in {refined.seconds:.1f}s: {refined.changed} predictions changed")
-    timings = {"compile_seconds": ensemble.compile_seconds,
-               "train_seconds": ensemble.train_seconds,
-               "refine_seconds": 0.0 if refined is None else refined.seconds,
-               "shift_seconds": 0.0 if shift is None else shift.seconds,
-               "total_seconds": time.perf_counter() - start}
+    timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
+                      shift=0.0 if shift is None else shift.seconds,
+                      refine=0.0 if refined is None else refined.seconds,
+                      solve=time.perf_counter() - start)
     return Solution(dataset=dataset, config=config, predictions=dataset.to_original(predicted),
-                    head_probs=probs, chosen_head=head, queries=queries, posteriors=posteriors,
-                    estimate=estimate, decision=decision, timings=timings,
+                    head_probs=probs, resolution=resolution, timings=timings,
                     ensemble=ensemble, refinement=refined, shift=shift)

@@ -1,21 +1,22 @@
-"""The pictures of a run: PNG files and a `report.html` next to `report.json` (headless).
+"""The pictures of a run: PNG files and a `report.html` next to `report.json`.
 
 What a person looks at to trust (or not) a run: examples of each split, what each head looks
 at per class (`saliency`), the queried rows with their labels, how the head posterior moved
 after each label, and how often the heads agree on the target set.
+
+Figures are drawn with matplotlib's object API (`matplotlib.figure.Figure`), imported when the
+first figure is drawn: nothing here selects a backend or touches pyplot's state, so importing
+the runner leaves a notebook's inline figures alone.
 """
 
+import dataclasses
 import html
-import json
 import pathlib
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # no display: files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ambig_jax import outputs  # noqa: E402
+from ambig_jax import outputs
+from ambig_jax.record import RunRecord
 
 FIGURES = ("examples", "saliency", "queries", "posterior", "agreement")
 
@@ -39,18 +40,25 @@ def _show(ax, row: np.ndarray, title: str = "", cmap: str = "gray"):
     ax.set_yticks([])
 
 
+def _figure(rows: int = 1, cols: int = 1, figsize=(4.5, 3)):
+    """A figure and its [rows, cols] axes, without pyplot."""
+    from matplotlib.figure import Figure  # lazy: matplotlib costs an import only when drawing
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=False)
+
+
 def _save(fig, path) -> pathlib.Path:
     path = pathlib.Path(path)
     with outputs.replacing(path) as tmp:
         fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-    plt.close(fig)
     return path
 
 
 def examples_figure(dataset, path, per_split: int = 6):
     """A few labeled (with their labels), unlabeled and target rows."""
     if dataset.x_target.ndim == 2 and dataset.x_target.shape[1] <= 3:  # points: scatter them
-        fig, ax = plt.subplots(figsize=(4.5, 4))
+        fig, axes = _figure(figsize=(4.5, 4))
+        ax = axes[0, 0]
         for c, name in enumerate(dataset.classes):
             pts = dataset.x_labeled[dataset.y_labeled == c]
             ax.scatter(pts[:, 0], pts[:, 1], s=6, label=f"labeled {name}")
@@ -61,7 +69,7 @@ def examples_figure(dataset, path, per_split: int = 6):
         return _save(fig, path)
     splits = [("labeled", dataset.x_labeled), ("unlabeled", dataset.x_unlabeled),
               ("target", dataset.x_target)]
-    fig, axes = plt.subplots(3, per_split, figsize=(1.6 * per_split, 4.2), squeeze=False)
+    fig, axes = _figure(3, per_split, figsize=(1.6 * per_split, 4.2))
     for i, (name, x) in enumerate(splits):
         for j in range(per_split):
             title = name if j == 0 else ""
@@ -75,8 +83,8 @@ def saliency_figure(gradient: np.ndarray, occlusion: np.ndarray, counts: np.ndar
                     path, head_accuracy=None, chosen: int | None = None):
     """Per head (rows) and class: the input-gradient map and the occlusion map."""
     num_heads, num_classes = counts.shape
-    fig, axes = plt.subplots(num_heads, 2 * num_classes, squeeze=False,
-                             figsize=(2.2 * 2 * num_classes, 1.3 * num_heads + 0.4))
+    fig, axes = _figure(num_heads, 2 * num_classes,
+                        figsize=(2.2 * 2 * num_classes, 1.3 * num_heads + 0.4))
     for h in range(num_heads):
         for c in range(num_classes):
             for k, (kind, maps) in enumerate((("gradient", gradient), ("occlusion", occlusion))):
@@ -95,11 +103,12 @@ def saliency_figure(gradient: np.ndarray, occlusion: np.ndarray, counts: np.ndar
 def queries_figure(x_target, queries, head_probs, path):
     """The queried target rows with their revealed labels and every head's prediction."""
     if not queries:
-        fig, ax = plt.subplots(figsize=(3, 1))
+        fig, axes = _figure(figsize=(3, 1))
+        ax = axes[0, 0]
         ax.text(0.5, 0.5, "no labels were asked", ha="center", va="center")
         ax.axis("off")
         return _save(fig, path)
-    fig, axes = plt.subplots(1, len(queries), figsize=(2.0 * len(queries), 2.3), squeeze=False)
+    fig, axes = _figure(1, len(queries), figsize=(2.0 * len(queries), 2.3))
     predictions = head_probs.argmax(-1)  # [H, N] class indices
     for i, (row, label, index) in enumerate(queries):
         heads = "".join(str(int(p == index)) for p in predictions[:, row])
@@ -109,7 +118,8 @@ def queries_figure(x_target, queries, head_probs, path):
 
 def posterior_figure(posteriors: np.ndarray, path, chosen: int | None = None):
     """[K + 1, H] head posterior before any label and after each."""
-    fig, ax = plt.subplots(figsize=(4.5, 3))
+    fig, axes = _figure(figsize=(4.5, 3))
+    ax = axes[0, 0]
     steps = np.arange(len(posteriors))
     for h in range(posteriors.shape[1]):
         ax.plot(steps, posteriors[:, h], marker="o", lw=2.5 if h == chosen else 1,
@@ -125,7 +135,8 @@ def posterior_figure(posteriors: np.ndarray, path, chosen: int | None = None):
 def agreement_figure(matrix: np.ndarray, path):
     """[H, H] share of target rows on which two heads predict the same class."""
     num_heads = len(matrix)
-    fig, ax = plt.subplots(figsize=(0.6 * num_heads + 1.8, 0.6 * num_heads + 1.2))
+    fig, axes = _figure(figsize=(0.6 * num_heads + 1.8, 0.6 * num_heads + 1.2))
+    ax = axes[0, 0]
     image = ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
     for i in range(num_heads):
         for j in range(num_heads):
@@ -138,68 +149,53 @@ def agreement_figure(matrix: np.ndarray, path):
     return _save(fig, path)
 
 
-def _shift_line(found: dict | None) -> str:
-    if found is None:
-        return "not run"
-    line = (f"labeled-vs-target balanced accuracy {found['balanced_accuracy']:.3f} "
-            f"(z {found['z']:.1f}): ")
-    if found["shifted"]:
-        return line + "shifted"
-    held = found["held_out"]
-    return line + (f"not shifted; ERM held-out {held['correct']} of {held['rows']} labeled "
-                   "rows right")
-
-
-def _html(report: dict, figures: dict[str, str]) -> str:
-    ds = report["dataset"]
-    est = report["estimate"]
-    rows = [("decision", ("SUBMIT" if report["decision"]["submit"] else "ABSTAIN") + ": "
-             + report["decision"]["reason"]),
-            ("strategy", report["strategy"]), ("kept head", report["chosen_head"]),
-            ("labels used", len(report["queries"])),
-            ("estimated accuracy", f"{est['accuracy']:.3f} [{est['low']:.3f}, {est['high']:.3f}]"),
-            ("weight of the exact reading", f"{est.get('exact_weight', 0.0):.2f} (the heads' "
+def _html(run: RunRecord, figures: dict[str, str]) -> str:
+    ds, est = run.dataset, run.estimate
+    rows = [("decision", ("SUBMIT" if run.submitted else "ABSTAIN") + ": " + run.decision.reason),
+            ("strategy", run.config.strategy), ("kept head", run.chosen_head),
+            ("labels used", run.labels_used),
+            ("estimated accuracy", f"{est.accuracy:.3f} [{est.low:.3f}, {est.high:.3f}]"),
+            ("weight of the exact reading", f"{est.exact_weight:.2f} (the heads' "
              "probabilities read as exact rather than calibrated)"),
-            ("shift test", _shift_line(report.get("shift"))),
-            ("true accuracy", "unknown" if report["true_accuracy"] is None
-             else f"{report['true_accuracy']:.3f}"),
-            ("timings", json.dumps({k: round(v, 1) for k, v in report["timings"].items()}))]
+            ("shift test", "not run" if run.shift is None else run.shift.describe()),
+            ("true accuracy", "unknown" if run.true_accuracy is None
+             else f"{run.true_accuracy:.3f}"),
+            ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in
+                                      dataclasses.asdict(run.timings).items() if v))]
     table = "\n".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                       for k, v in rows)
     images = "\n".join(f"<h2>{name}</h2><img src=\"{html.escape(file)}\" alt=\"{name}\">"
                        for name, file in figures.items())
-    title = html.escape(f"{ds['name']} ({ds['id']})")
+    title = html.escape(f"{ds.name} ({ds.id})")
     return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
             "th{text-align:left;padding-right:1em}img{max-width:100%}</style></head>"
             f"<body><h1>{title}</h1><table>{table}</table>{images}</body></html>\n")
 
 
-def write_report(run_dir, solution, report: dict, saliency_maps: dict[str, np.ndarray]):
+def write_report(run_dir, solution, run: RunRecord, saliency_maps: dict[str, np.ndarray]):
     """Writes the figures and `report.html` into run_dir; returns their paths.
 
     Args:
       run_dir: the set's output folder.
-      solution: `pipeline.Solution` of the run.
-      report: the run's report.json content (`challenge.report`).
+      solution: `pipeline.Solution` of the run (inputs, heads' probabilities).
+      run: the run's record (`record.from_solution`).
       saliency_maps: `gradient`, `occlusion` [H, C, *S] and `counts` [H, C] (`saliency`).
     """
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ds = solution.dataset
-    head_accuracy = report.get("head_true_accuracy")
-    indices = ds.to_index([label for _, label in solution.queries]) if solution.queries else []
-    queries = [(row, label, int(i)) for (row, label), i in zip(solution.queries, indices)]
+    queries = [(q.row, q.label, int(ds.to_index([q.label])[0])) for q in run.queries]
     paths = [
         examples_figure(ds, run_dir / "examples.png"),
         saliency_figure(saliency_maps["gradient"], saliency_maps["occlusion"],
                         saliency_maps["counts"], ds.classes, run_dir / "saliency.png",
-                        head_accuracy, solution.chosen_head),
+                        run.head_accuracies, run.chosen_head),
         queries_figure(ds.x_target, queries, solution.head_probs, run_dir / "queries.png"),
-        posterior_figure(np.stack(solution.posteriors), run_dir / "posterior.png",
-                         solution.chosen_head),
-        agreement_figure(solution.agreement_matrix(), run_dir / "agreement.png"),
+        posterior_figure(np.asarray(run.posteriors), run_dir / "posterior.png",
+                         run.chosen_head),
+        agreement_figure(np.asarray(run.agreement), run_dir / "agreement.png"),
     ]
-    page = _html(report, {name: path.name for name, path in zip(FIGURES, paths)})
+    page = _html(run, {name: path.name for name, path in zip(FIGURES, paths)})
     outputs.write_atomic(run_dir / "report.html", page)
     return paths + [run_dir / "report.html"]

@@ -33,12 +33,11 @@ class TrainState:
 
 @dataclasses.dataclass
 class TrainedEnsemble:
-    """What training leaves behind: enough to predict, plus the curves and timings."""
+    """What training leaves behind: enough to predict, plus timings."""
     config: Config
     module: object
     params: chex.ArrayTree
     standardizer: models.Standardizer
-    metrics: dict[str, np.ndarray]  # name -> [steps] (labeled_accuracy: [steps, H])
     compile_seconds: float
     train_seconds: float
 
@@ -62,8 +61,8 @@ def diversity_edges(strategy: str, num_heads: int) -> np.ndarray:
     plain ERM). hybrid: a chain 0 <- 1 <- ... <- H-3 (head 0 an ERM anchor, each next head
     independent of the one before it) and a joint DivDis pair H-2 <-> H-1. The chain finds the
     feature left over once ERM takes the simplest one, and refines it link by link when ERM
-    mixes in some of the other (set 03: 0.94 -> 0.97); the joint pair finds two features of
-    equal simplicity, which ERM mixes (sets 00, 01).
+    mixes in some of the other (set 03); the joint pair finds two features of equal
+    simplicity, which ERM mixes (sets 00, 01).
     """
     h = num_heads
     if strategy == "erm":
@@ -100,8 +99,8 @@ def make_step(module, optimizer, config: Config):
     Per head h: cross-entropy on labeled data + diversity_weight * its diversity term +
     prior_weight * KL(prior || its mean pool prediction). Heads that are pushed (have edges)
     also get label smoothing: without it their predictions saturate on the labeled fit, and
-    a saturated softmax passes no gradient from the diversity term (measured on sets 04/05:
-    0.70 -> 0.98 target accuracy). Anchor heads stay plain ERM.
+    a saturated softmax passes no gradient from the diversity term (sets 04 and 05, where a
+    grey half is learnt first, need it). Anchor heads stay plain ERM.
     """
     edges = jnp.asarray(diversity_edges(config.strategy, config.num_heads))
     pushed = jnp.asarray(pushed_heads(config), jnp.float32)  # [H]
@@ -192,7 +191,8 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
       key: PRNG key; defaults to `jax.random.key(config.seed)`.
 
     Returns:
-      The trained ensemble with per-step metrics and compile/run timings.
+      The trained ensemble with its compile and run timings (the per-step metrics are checked
+      for non-finite values, then dropped).
     """
     key = jax.random.key(config.seed) if key is None else key
     init_key, train_key = jax.random.split(key)
@@ -226,7 +226,7 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
     t2 = time.perf_counter()
     check_finite(metrics)
     return TrainedEnsemble(config=config, module=module, params=state.params,
-                           standardizer=standardizer, metrics=metrics,
+                           standardizer=standardizer,
                            compile_seconds=t1 - t0, train_seconds=t2 - t1)
 
 

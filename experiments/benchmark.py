@@ -4,13 +4,12 @@ r"""Strategies side by side on generated sets, several seeds, the whole pipeline
 
 Seed s generates the data (`cache.generated_dir(s)`) and seeds training and queries; a local
 oracle answers from the hidden labels, with a fresh 5-label ledger per (seed, strategy). ERM
-(independent heads, one kept by the same 5 labels) is the floor. Writes
+(independent heads, one kept by the same 5 labels) is the floor. Every other `Config` field
+comes from `--config` and `--set` (`experiments.config_flags`). Writes
 `<output_dir>/benchmark.md` and `benchmark.json`, and every run's outputs under
 `<output_dir>/seed<s>/<strategy>/`.
 """
 
-import dataclasses
-import json
 import pathlib
 import shutil
 
@@ -18,21 +17,19 @@ from absl import app
 from absl import flags
 
 from ambig_jax import benchmark
-from ambig_jax.config import Config, STRATEGIES
+from ambig_jax.config import STRATEGIES
 from ambig_jax.datasets import cache
+from experiments import config_flags
 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Data and training seeds.")
 _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (generatable).")
 _STRATEGIES = flags.DEFINE_list("strategies", ["hybrid", "divdis", "dbat", "erm"],
                                 f"Strategies, among {STRATEGIES}.")
-_NUM_HEADS = flags.DEFINE_integer("num_heads", Config.num_heads, "Heads, for every strategy.")
-_STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs/benchmark", "Where results go.")
-_REFINE = flags.DEFINE_bool("refine", Config.refine, "Refine the chosen head on the target set.")
 _PICTURES = flags.DEFINE_bool("pictures", False, "Also write every run's figures.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete an earlier benchmark in output_dir.")
 _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Run nothing: rebuild benchmark.md and the "
-                                 "summary from the rows of output_dir/benchmark.json.")
+                                 "summary from the records of output_dir/benchmark.json.")
 
 
 def main(argv):
@@ -40,24 +37,21 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     output_dir = pathlib.Path(_OUTPUT_DIR.value)
     if _TABLES_ONLY.value:
-        saved = json.loads((output_dir / "benchmark.json").read_text())
-        rows = [benchmark.Row(**row) for row in saved.pop("rows")]
-        saved.pop("summary", None)
-        print(benchmark.write_tables(output_dir, rows, saved))
+        rows, extra = benchmark.read_tables(output_dir)
+        print(benchmark.write_tables(output_dir, rows, extra))
         return
     if output_dir.exists() and any(output_dir.iterdir()):
         if not _OVERWRITE.value:
             raise app.UsageError(f"{output_dir} holds an earlier benchmark (its labels would be "
                                  "reused); pass --overwrite to delete it or pick another folder")
         shutil.rmtree(output_dir)
-    seeds = [int(s) for s in _SEEDS.value]
-    ids = cache.parse_ids(_DATASET.value)
-    base = Config(num_heads=_NUM_HEADS.value, steps=_STEPS.value, refine=_REFINE.value)
-    rows = benchmark.run(seeds, ids, _STRATEGIES.value, base, output_dir, _PICTURES.value,
+    base = config_flags.build()
+    rows = benchmark.run([int(s) for s in _SEEDS.value], cache.parse_ids(_DATASET.value),
+                         _STRATEGIES.value, base, output_dir, _PICTURES.value,
                          log=lambda line: print(line, flush=True))
     print(benchmark.write_tables(output_dir, rows, {
-        "config": dataclasses.asdict(base), "varied": ["strategy", "seed"],
-        "machine": benchmark.machine()}))
+        "config": base.to_json(), "overrides": config_flags.overrides(),
+        "varied": ["strategy", "seed"], "machine": benchmark.machine()}))
 
 
 if __name__ == "__main__":

@@ -5,30 +5,27 @@ r"""Supervised ceilings: what the backbone reaches on generated sets when told t
 For each set, one ERM member with the default configuration learns the true labels of half
 of the target set (then also of every unlabeled row) and is scored on the other half. No
 solver has these labels: the table separates the backbone's share of a set's error from the
-method's. The labels come from the generator's hidden folder.
+method's. The labels come from the generator's hidden folder. The backbone and training come
+from `--config` and `--set` (`experiments.config_flags`), e.g. `--set backbone=conv`.
 """
 
 from absl import app
 from absl import flags
 
 from ambig_jax import benchmark
-from ambig_jax.config import Config
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
+from experiments import config_flags
 
 _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (generatable sets).")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the generated data and of training.")
-_BACKBONE = flags.DEFINE_string("backbone", None, "mlp or conv (default: the config's).")
-_STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the config's).")
 
 
 def main(argv):
     del argv
     data_dir = cache.generated_dir(_SEED.value)
-    overrides = {k: v for k, v in dict(backbone=_BACKBONE.value, steps=_STEPS.value).items()
-                 if v is not None}
-    config = Config(seed=_SEED.value, **overrides)
+    config = config_flags.build(f"seed={_SEED.value}")
     print(f"seed {_SEED.value}, backbone {config.backbone}, {config.steps} steps")
     print("| set | test rows | half of the target: rows, accuracy "
           "| + every unlabeled row: rows, accuracy |")

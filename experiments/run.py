@@ -4,7 +4,8 @@ With no --data_dir, the sets are generated from the bundled MNIST into a cache f
 local oracle answers from their hidden labels. Outputs go to
 `<output_dir>/<id>_<name>/{submission.csv, report.json, config.json, heads.npz, report.html,
 *.png}`; revealed labels are kept in `<output_dir>/labels.sqlite`, so a rerun never asks for a
-label twice.
+label twice. Any `Config` field can be set: `--set seed=1 --set strategy=divdis`,
+`--config=smoke` for a run of seconds (`experiments.config_flags`).
 """
 
 from absl import app
@@ -13,9 +14,9 @@ from absl import logging
 import jax
 
 from ambig_jax import challenge
-from ambig_jax.config import Config, STRATEGIES
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import loader
+from experiments import config_flags
 
 _DATASET = flags.DEFINE_string("dataset", "23", "Set id, comma list, or 'all'.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Folder of challenge-format sets "
@@ -24,16 +25,6 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", "outputs", "Where results are wr
 _ORACLE = flags.DEFINE_enum("oracle", "local", ["local", "http"], "Who answers label queries.")
 _ORACLE_URL = flags.DEFINE_string("oracle_url", None, "Reveal API base URL (--oracle=http); "
                                   "credentials from HACKATHON_USERNAME/HACKATHON_PASSWORD.")
-_STRATEGY = flags.DEFINE_enum("strategy", Config.strategy, STRATEGIES, "Diversity strategy.")
-_NUM_HEADS = flags.DEFINE_integer("num_heads", Config.num_heads, "Heads in the ensemble.")
-_STEPS = flags.DEFINE_integer("steps", Config.steps, "Training steps.")
-_SEED = flags.DEFINE_integer("seed", Config.seed, "Training and query seed.")
-_BUDGET = flags.DEFINE_integer("budget", Config.budget, "Labels to ask for (at most 5).")
-_REFINE = flags.DEFINE_bool("refine", Config.refine, "Relabel the target set with a student "
-                             "trained on the chosen head's confident rows.")
-_SHIFT_TEST = flags.DEFINE_bool("shift_test", Config.shift_test, "Test whether the target is "
-                                "drawn like the labeled rows; if so, estimate a kept ERM head "
-                                "from held-out labeled rows.")
 _PICTURES = flags.DEFINE_bool("pictures", True, "Write the PNG figures and report.html.")
 _FORCE = flags.DEFINE_bool("force", False, "Overwrite a submission already marked submitted.")
 
@@ -42,17 +33,17 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.info("devices: %s", jax.devices())
-    config = Config(strategy=_STRATEGY.value, num_heads=_NUM_HEADS.value, steps=_STEPS.value,
-                    seed=_SEED.value, budget=_BUDGET.value, refine=_REFINE.value,
-                    shift_test=_SHIFT_TEST.value)
+    config = config_flags.build()
+    logging.info("config: %s", config)
     if _DATASET.value == "all" and _DATA_DIR.value:
         ids = loader.available_ids(_DATA_DIR.value)
     else:
         ids = cache.parse_ids(_DATASET.value)
-    results = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value, _ORACLE.value,
-                                 _ORACLE_URL.value, _FORCE.value, _PICTURES.value)
-    if len(results) > 1:
-        print(challenge.score_table(results))
+    records = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value,
+                                 _ORACLE.value, _ORACLE_URL.value, _FORCE.value,
+                                 _PICTURES.value)
+    if len(records) > 1:
+        print(challenge.score_table(records))
 
 
 if __name__ == "__main__":

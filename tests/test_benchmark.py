@@ -1,26 +1,22 @@
 """Benchmark aggregation on hand-made rows, one tiny real benchmark run, the H timing."""
 
+import dataclasses
 import json
 
 import numpy as np
+import pytest
 
 from ambig_jax import benchmark
 from ambig_jax.config import Config
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import loader
+from tests.records import fake_record
 
-
-def _row(seed, strategy, dataset_id, accuracy, submitted, estimated=0.9, points=1.0):
-    return benchmark.Row(seed=seed, strategy=strategy, dataset_id=dataset_id,
-                         name=f"{dataset_id:02d}_set", points=points, default_score=0.8,
-                         accuracy=accuracy, best_head_accuracy=accuracy + 0.01, labels_used=5,
-                         submitted=submitted, estimated=estimated, compile_seconds=1.0,
-                         train_seconds=2.0, total_seconds=4.0, head_accuracy=accuracy - 0.01)
-
-
-ROWS = [_row(0, "divdis", 1, 0.99, True, 0.95), _row(0, "divdis", 6, 0.70, False, points=2),
-        _row(1, "divdis", 1, 0.97, True, 0.99), _row(1, "divdis", 6, 0.60, True, 0.65, 2),
-        _row(0, "erm", 1, 0.75, False), _row(0, "erm", 6, 0.90, True, 0.9, 2)]
+ROWS = [fake_record(0, "divdis", 1, 0.99, True, 0.95),
+        fake_record(0, "divdis", 6, 0.70, False, points=2),
+        fake_record(1, "divdis", 1, 0.97, True, 0.99),
+        fake_record(1, "divdis", 6, 0.60, True, 0.65, 2),
+        fake_record(0, "erm", 1, 0.75, False), fake_record(0, "erm", 6, 0.90, True, 0.9, 2)]
 
 
 def test_challenge_score_uses_defaults_for_abstentions():
@@ -47,11 +43,11 @@ def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("AMBIG_JAX_CACHE", str(tmp_path / "cache"))
     rows = benchmark.run([0, 1], [0], ["divdis", "erm"], Config(num_heads=2, steps=100),
                               tmp_path / "bench", log=lambda *_: None)
-    assert [(r.seed, r.strategy) for r in rows] == [(0, "divdis"), (0, "erm"), (1, "divdis"),
-                                                   (1, "erm")]
+    assert [(r.config.seed, r.config.strategy) for r in rows] == [
+        (0, "divdis"), (0, "erm"), (1, "divdis"), (1, "erm")]
     assert all(r.labels_used <= 5 and r.head_accuracy <= r.best_head_accuracy + 1e-9
                for r in rows)
-    assert all(0 <= r.accuracy <= 1 and r.train_seconds > 0 for r in rows)
+    assert all(0 <= r.true_accuracy <= 1 and r.timings.train > 0 for r in rows)
     assert (tmp_path / "bench" / "seed1" / "erm" / "00_toy_dataset" / "submission.csv").is_file()
     assert set(benchmark.challenge_scores(rows)) == {"divdis", "erm"}
 
@@ -59,16 +55,24 @@ def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
 def test_tables_round_trip_through_json(tmp_path):
     table = benchmark.write_tables(tmp_path, ROWS, {"machine": {"cpus": 2}})
     saved = json.loads((tmp_path / "benchmark.json").read_text())
-    assert [benchmark.Row(**row) for row in saved["rows"]] == ROWS
     assert saved["machine"] == {"cpus": 2} and "divdis" in saved["summary"]
     assert (tmp_path / "benchmark.md").read_text() == table + "\n"
+    rows, extra = benchmark.read_tables(tmp_path)
+    assert rows == ROWS and extra == {"machine": {"cpus": 2}}
+
+
+def test_rows_without_hidden_labels_are_refused():
+    unscored = dataclasses.replace(ROWS[0], true_accuracy=None)
+    with pytest.raises(ValueError, match="hidden labels"):
+        benchmark.challenge_scores([unscored])
 
 
 def test_time_heads_reports_ratios_against_one_head():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 10)).astype(np.float32)
     ds = loader.from_arrays(catalog.CATALOG[0], x, (x[:, 0] > 0).astype(int), x[:32], x[32:])
-    rows = benchmark.time_heads(ds, "divdis", [1, 2], steps=5, repeats=1)
+    five = Config(steps=5)
+    rows = benchmark.time_heads(ds, five, "divdis", [1, 2], repeats=1)
     assert [r["heads"] for r in rows] == [1, 2]
     assert [r["rows_per_step"] for r in rows] == [128, 128 + 256]  # one divdis head: no pair
     for r in rows:
@@ -77,10 +81,10 @@ def test_time_heads_reports_ratios_against_one_head():
                                    5 * r["rows_per_step"] / r["train_seconds"])
     assert rows[0]["vs_separate_runs"] == 1.0 and rows[0]["vs_separate_runs_with_compile"] == 1.0
     assert rows[1]["vs_separate_runs"] is None  # the one-head run skipped the pool: no baseline
-    erm = benchmark.time_heads(ds, "erm", [1, 2], steps=5, repeats=1)
+    erm = benchmark.time_heads(ds, five, "erm", [1, 2], repeats=1)
     np.testing.assert_allclose(erm[1]["vs_separate_runs"],
                                erm[1]["train_seconds"] / (2 * erm[0]["train_seconds"]))
-    assert benchmark.time_heads(ds, "erm", [2], steps=5, repeats=1)[0]["vs_separate_runs"] is None
+    assert benchmark.time_heads(ds, five, "erm", [2], repeats=1)[0]["vs_separate_runs"] is None
 
 
 def test_supervised_ceilings_learn_the_given_truth_and_score_the_other_half():

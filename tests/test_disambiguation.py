@@ -2,6 +2,10 @@ import numpy as np
 import pytest
 
 from ambig_jax import disambiguation as dis
+from ambig_jax.config import Rule
+
+RULE = Rule()
+CALIBRATED = Rule(exact_prior=0.0)  # trusts the heads' probabilities as given
 
 
 def heads_from_predictions(*predictions, num_classes=2, confidence=0.99):
@@ -90,7 +94,7 @@ def test_decisions():
 def test_noise_posterior_is_the_prior_without_labels_and_weighs_errors_by_doubt():
     eps, weights, log_evidence = dis.noise_posterior(np.zeros(0), num_classes=2)
     assert weights.sum() == pytest.approx(1.0) and np.all(np.diff(eps) > 0)
-    assert np.dot(eps, weights) == pytest.approx(dis.PRIOR_NOISE, rel=1e-4)
+    assert np.dot(eps, weights) == pytest.approx(RULE.prior_noise, rel=1e-4)
     assert log_evidence == pytest.approx(0.0, abs=1e-9)  # no labels: probability 1
 
     def mean(label_probs):
@@ -99,7 +103,7 @@ def test_noise_posterior_is_the_prior_without_labels_and_weighs_errors_by_doubt(
 
     right = mean([1.0] * 5)
     unsure_error, sure_error = mean([1.0] * 4 + [0.45]), mean([1.0] * 4 + [0.0])
-    assert right < dis.PRIOR_NOISE and right < unsure_error < 0.05 < 0.1 < sure_error
+    assert right < RULE.prior_noise and right < unsure_error < 0.05 < 0.1 < sure_error
 
 
 def test_an_error_where_the_kept_head_was_unsure_costs_less():
@@ -118,7 +122,7 @@ def test_noise_posterior_evidence_is_the_labels_marginal_likelihood():
     # One label the kept head gave probability q: evidence E[(1 - eps) q + eps / 2].
     for q in (1.0, 0.7, 0.0):
         _, _, log_evidence = dis.noise_posterior(np.array([q]), num_classes=2)
-        expected = (1 - dis.PRIOR_NOISE) * q + dis.PRIOR_NOISE / 2
+        expected = (1 - RULE.prior_noise) * q + RULE.prior_noise / 2
         assert np.exp(log_evidence) == pytest.approx(expected, rel=1e-3)
 
 
@@ -127,7 +131,8 @@ def test_labels_that_a_hedging_head_gets_right_favour_the_exact_reading():
     probs = heads_from_predictions(TRUTH, HEAD1, confidence=0.7)
     posterior, kept = np.array([1.0, 0.0]), probs[0]
     right = {row: int(TRUTH[row]) for row in range(5)}
-    calibrated = dis.estimate_accuracy(probs, posterior, kept, right, exact_prior=0.0)
+    calibrated = dis.estimate_accuracy(probs, posterior, kept, right,
+                                     CALIBRATED)
     assert calibrated.exact_weight == 0.0 and calibrated.accuracy < 0.72
     both = dis.estimate_accuracy(probs, posterior, kept, right)
     # evidence ratio (1/0.7)^5 ~ 6 (less with the noise floor): the exact reading leads
@@ -138,7 +143,8 @@ def test_labels_that_a_hedging_head_gets_right_favour_the_exact_reading():
     assert dis.estimate_accuracy(probs, posterior, kept, wrong).exact_weight < 0.5
     # A sure head reads the same either way.
     sure = heads_from_predictions(TRUTH, HEAD1, confidence=1.0)
-    one = dis.estimate_accuracy(sure, posterior, sure[0], right, exact_prior=0.0)
+    one = dis.estimate_accuracy(sure, posterior, sure[0], right,
+                                     CALIBRATED)
     two = dis.estimate_accuracy(sure, posterior, sure[0], right)
     assert one.accuracy == pytest.approx(two.accuracy) and two.exact_weight == pytest.approx(0.5)
 
@@ -147,3 +153,34 @@ def test_unsmooth_restores_the_ceiling():
     smoothed = np.array([[0.95, 0.05], [0.5, 0.5]])
     np.testing.assert_allclose(dis.unsmooth(smoothed, 0.1), [[1.0, 0.0], [0.5, 0.5]], atol=1e-6)
     np.testing.assert_array_equal(dis.unsmooth(smoothed, 0.0), smoothed)
+
+
+def test_the_label_loop_asks_within_budget_and_keeps_the_head_the_labels_name():
+    probs = heads_from_predictions(TRUTH, HEAD1)
+    asked, seen = [], []
+
+    def ask(row):
+        asked.append(row)
+        return int(TRUTH[row])
+
+    out = dis.resolve(probs, ask, budget=3, rng=np.random.default_rng(0), default_score=0.8,
+                      on_label=lambda count, row, label, post: seen.append((count, row, label)))
+    assert [row for row, _ in out.queries] == asked and len(asked) == 3
+    assert asked[0] == 6 and asked[1] in (8, 9)  # both kinds of disagreement first
+    assert [count for count, _, _ in seen] == [1, 2, 3]
+    assert out.chosen_head == 0 and len(out.posteriors) == 4
+    assert out.posteriors[-1][0] > 0.99
+    assert (out.chosen_head, out.estimate, out.decision) == dis.conclude(
+        probs, out.posteriors[-1], dict(out.queries), 0.8)
+
+
+def test_the_label_loop_uses_known_labels_first_and_stops_when_told():
+    probs = heads_from_predictions(TRUTH, HEAD1)
+    out = dis.resolve(probs, lambda row: None, budget=5, rng=np.random.default_rng(0),
+                      default_score=0.8, known={6: 0})
+    assert out.queries == [(6, 0)] and len(out.posteriors) == 2  # prior, after the known label
+    assert out.chosen_head == 0
+    # the budget counts the known labels
+    out = dis.resolve(probs, lambda row: int(TRUTH[row]), budget=2,
+                      rng=np.random.default_rng(0), default_score=0.8, known={6: 0})
+    assert len(out.queries) == 2 and out.queries[0] == (6, 0)

@@ -10,7 +10,7 @@ def test_csv_roundtrip_without_header_or_index(tmp_path):
     labels = np.array([4, 6, 5, 4])
     path = outputs.write_submission(tmp_path, labels)
     assert path.read_text() == "4\n6\n5\n4\n"
-    np.testing.assert_array_equal(outputs.read_submission(path, 4, [4, 5, 6]), labels)
+    np.testing.assert_array_equal(outputs.parse_submission(path.read_text(), 4, [4, 5, 6]), labels)
 
 
 @pytest.mark.parametrize("text,message", [("0,1\n", "line 1"), ("id\n0\n", "line 1"),

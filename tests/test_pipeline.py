@@ -11,6 +11,7 @@ from ambig_jax.config import Config
 from ambig_jax.datasets import generator
 from tests import servers
 from tests.conftest import generated
+from tests.records import fake_record
 
 SMALL = Config(num_heads=4, steps=300)
 
@@ -90,9 +91,8 @@ def test_sum_set_is_abstained(tmp_path):
 
 
 def test_score_table_totals_points():
-    results = [challenge.SetResult(1, "01_mnist_cc", 1, 0.8, 5, 0, 0.99, True, "", 0.99, 0.98,
-                                   0.99, 1.0, 0.5, 0.1),
-               challenge.SetResult(6, "06_mnist_sum", 1, 0.8, 5, 0, 0.7, False, "", 0.7, 0.7,
-                                   0.75, 1.0, 0.5, 0.1)]
-    table = challenge.score_table(results)
+    records = [fake_record(0, "hybrid", 1, 0.99, True, name="01_mnist_cc"),
+               fake_record(0, "hybrid", 6, 0.7, False, name="06_mnist_sum")]
+    table = challenge.score_table(records)
+    assert "| 01_mnist_cc | 5 | 0 | 0.900 | submit | 0.990 | 0.990 x 1 |" in table
     assert "| total | | | | | | 1.790 of 2 |" in table

@@ -1,5 +1,6 @@
 """Replays of the label loop on a real run's saved heads."""
 
+import dataclasses
 import json
 import shutil
 
@@ -8,9 +9,11 @@ import pytest
 
 from ambig_jax import challenge
 from ambig_jax import replay
-from ambig_jax.config import Config
+from ambig_jax.config import PRESETS, Rule
 from ambig_jax.datasets import generator
 from tests.conftest import generated
+
+SMOKE = PRESETS["smoke"]
 
 
 @pytest.fixture(scope="module")
@@ -18,41 +21,42 @@ def toy_run(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("data")
     generator.save(generated(0), data_dir)
     out = tmp_path_factory.mktemp("out")
-    challenge.run_sets([0], Config(num_heads=4, steps=300), data_dir, out, "local",
-                       pictures=False, log=lambda *_: None)
+    challenge.run_sets([0], SMOKE, data_dir, out, "local", pictures=False,
+                       log=lambda *_: None)
     return out / "00_toy_dataset"
 
 
-def test_the_runs_own_rule_repeats_the_run(toy_run):
+def test_the_runs_own_config_repeats_the_run(toy_run):
     run = replay.load_run(toy_run)
-    report = json.loads((toy_run / "report.json").read_text())
-    again = replay.replay(run)
-    assert again.queries == [q["row"] for q in report["queries"]] == run.queries
-    assert again.chosen_head == report["chosen_head"]
-    assert again.estimate.accuracy == pytest.approx(report["estimate"]["accuracy"])
-    assert again.decision.submit == report["decision"]["submit"]
-    assert again.accuracy == report["true_accuracy"]  # same head: the written accuracy
-    summary = replay.summarize([run], [again])
-    expected = report["true_accuracy"] if again.decision.submit else 0.8
+    assert run.record.config == SMOKE  # the rule travels in the record
+    again = replay.replay(run).resolution
+    assert [row for row, _ in again.queries] == [q.row for q in run.record.queries]
+    assert again.chosen_head == run.record.chosen_head
+    assert again.estimate == run.record.estimate and again.decision == run.record.decision
+    np.testing.assert_allclose(again.posteriors, run.record.posteriors)
+    summary = replay.summarize([run], [replay.replay(run)])
+    expected = run.record.true_accuracy if again.decision.submit else 0.8
     assert summary["score"] == pytest.approx(expected)
 
 
 def test_another_rule_asks_other_rows_within_the_budget(toy_run):
     run = replay.load_run(toy_run)
-    random_rows = replay.replay(run, decided=0.0)  # every query is a random row
-    assert len(random_rows.queries) == len(set(random_rows.queries)) == 5
-    assert random_rows.queries != run.queries
+    random_rows = replay.replay(run, SMOKE.replace(rule=Rule(decided=0.0)))
+    rows = [row for row, _ in random_rows.resolution.queries]
+    assert len(rows) == len(set(rows)) == 5  # every query a random row, none twice
+    assert rows != [q.row for q in run.record.queries]
     head_accuracy = (run.probs.argmax(-1) == run.truth[None]).mean(axis=1)
-    if random_rows.chosen_head != run.chosen_head:
-        assert random_rows.accuracy == head_accuracy[random_rows.chosen_head]
+    if random_rows.resolution.chosen_head != run.record.chosen_head:
+        assert random_rows.accuracy == head_accuracy[random_rows.resolution.chosen_head]
+    assert len(replay.replay(run, SMOKE.override(["budget=2"])).resolution.queries) == 2
 
 
 def test_summary_counts_wrong_decisions(toy_run):
     run = replay.load_run(toy_run)
     out = replay.replay(run)
-    flipped = replay.Outcome(queries=out.queries, chosen_head=out.chosen_head,
-                             estimate=out.estimate, decision=out.decision.__class__(
-                                 not out.decision.submit, "flipped"),
+    decision = dataclasses.replace(out.resolution.decision,
+                                   submit=not out.resolution.decision.submit)
+    flipped = replay.Outcome(resolution=dataclasses.replace(out.resolution, decision=decision),
                              accuracy=out.accuracy, best_head=False)
     right, wrong = replay.summarize([run], [out]), replay.summarize([run], [flipped])
     assert len(wrong["wrong"]) == 1 - len(right["wrong"])
@@ -71,14 +75,20 @@ def test_load_run_names_what_is_missing(toy_run, tmp_path):
     (broken / "report.json").write_text(json.dumps(report))
     with pytest.raises(ValueError, match="no hidden labels"):
         replay.load_run(broken)
+    (broken / "report.json").write_text("{")
+    with pytest.raises(ValueError, match="report.json"):
+        replay.load_run(broken)
     np.testing.assert_array_equal(replay.load_run(toy_run).truth.shape, (500,))
 
 
-def test_the_shift_test_is_run_again_on_the_runs_set(toy_run):
+def test_the_shift_test_is_run_again_and_rethresholded(toy_run):
     run = replay.load_run(toy_run)
-    report = json.loads((toy_run / "report.json").read_text())
-    assert run.config.num_heads == 4 and run.config.steps == 300
     tested, found = replay.with_shift_test(run)
     # the run's own test, repeated with its key: the toy target is shifted
-    assert found.shifted and found.z == pytest.approx(report["shift"]["z"])
-    assert tested.held_out is None and report["shift"]["held_out"] is None
+    assert found.shifted and found == dataclasses.replace(run.record.shift,
+                                                          seconds=found.seconds)
+    assert replay.held_out(tested, SMOKE) is None
+    # a threshold above the run's z calls it unshifted, but the run trained no held-out member
+    lenient = SMOKE.override([f"rule.z_shifted={found.z + 1}"])
+    with pytest.raises(ValueError, match="shift_test=compute"):
+        replay.replay(run, lenient)

@@ -26,7 +26,7 @@ def test_a_mixed_target_is_shifted(toy):
     _, ds = toy
     found = shift.detect_shift(CONFIG, ds, jax.random.key(0))
     # the labeled rows fill two quadrants, the target all four: about 3/4 is reachable
-    assert found.shifted and found.balanced_accuracy > 0.65 and found.z > shift.Z_SHIFTED
+    assert found.shifted and found.balanced_accuracy > 0.65 and found.z > CONFIG.rule.z_shifted
     assert found.held_out is None and found.seconds > 0
 
 
