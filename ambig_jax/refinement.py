@@ -5,8 +5,8 @@ boundary, or where a trace of the rejected feature tipped it. A fresh student th
 head's confident target predictions only (plus the revealed labels) never sees those rows, so
 it labels them from the feature the head follows rather than copying its slips. The target
 set is the right place for this: there the two features are independent, so the confident
-rows teach the kept feature and nothing else (adding the labeled rows, where the features
-agree, cost 0.7-1.0 points on sets 02, 03 and 04 in a seed-2 trial).
+rows teach the kept feature and nothing else; the labeled rows, where the features agree,
+would teach both (adding them cost accuracy: the README's Refinement section).
 """
 
 import dataclasses

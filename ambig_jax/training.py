@@ -5,6 +5,7 @@ pool batch (unlabeled and/or target rows, allowed by the challenge's rules) from
 `fold_in` key, computes per-head losses and returns `(state, metrics)`.
 """
 
+import collections
 import dataclasses
 import functools
 import time
@@ -182,6 +183,37 @@ def pool_inputs(dataset: Dataset, pool: str) -> np.ndarray:
     return np.concatenate([dataset.x_unlabeled, dataset.x_target])
 
 
+_COMPILED: collections.OrderedDict = collections.OrderedDict()  # signature -> compiled scan
+_COMPILED_KEEP = 16
+# Fields that never reach the compiled scan (keys and data are its arguments): runs that differ
+# only in these share one compilation.
+_NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "shift_test", "rule")
+
+
+def _compiled_run(module, optimizer, config: Config, args):
+    """The compiled training scan for these arguments, compiled once per module, training
+    configuration and argument shapes (and shardings): a rerun of a set, and the shift test's
+    folds when they are of equal size, reuse it. The most recent `_COMPILED_KEEP` are kept."""
+    leaves, tree = jax.tree.flatten(args)
+    compiled_fields = config.replace(**{name: getattr(Config, name) for name in _NOT_COMPILED})
+    signature = (module, compiled_fields, tree,
+                 tuple((leaf.shape, str(leaf.dtype), getattr(leaf, "sharding", None))
+                       for leaf in leaves))
+    if signature in _COMPILED:
+        _COMPILED.move_to_end(signature)
+        return _COMPILED[signature]
+    step = make_step(module, optimizer, config)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def run(state, key, data):
+        return jax.lax.scan(lambda s, _: step(s, key, data), state, None, length=config.steps)
+
+    compiled = _COMPILED[signature] = run.lower(*args).compile()
+    while len(_COMPILED) > _COMPILED_KEEP:
+        _COMPILED.popitem(last=False)
+    return compiled
+
+
 def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> TrainedEnsemble:
     """Trains `config.num_heads` heads on a data set; the whole run is one compiled scan.
 
@@ -191,8 +223,9 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
       key: PRNG key; defaults to `jax.random.key(config.seed)`.
 
     Returns:
-      The trained ensemble with its compile and run timings (the per-step metrics are checked
-      for non-finite values, then dropped).
+      The trained ensemble with its compile and run timings (compile is ~0 when a run of the
+      same shapes was compiled before); the per-step metrics are checked for non-finite
+      values, then dropped.
     """
     key = jax.random.key(config.seed) if key is None else key
     init_key, train_key = jax.random.split(key)
@@ -212,14 +245,8 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
     data = (jnp.asarray(standardizer(dataset.x_labeled)), jnp.asarray(dataset.y_labeled),
             jnp.asarray(standardizer(pool_inputs(dataset, config.pool))),
             jnp.asarray(prior, jnp.float32))
-    step = make_step(module, optimizer, config)
-
-    @functools.partial(jax.jit, donate_argnums=0)
-    def run(state, key, data):
-        return jax.lax.scan(lambda s, _: step(s, key, data), state, None, length=config.steps)
-
     t0 = time.perf_counter()
-    compiled = run.lower(state, train_key, data).compile()
+    compiled = _compiled_run(module, optimizer, config, (state, train_key, data))
     t1 = time.perf_counter()
     state, metrics = compiled(state, train_key, data)
     metrics = jax.tree.map(np.asarray, metrics)

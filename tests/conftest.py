@@ -7,6 +7,11 @@ import pytest
 from ambig_jax.datasets import generator
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: trains for long; left out of the fast tier, pytest -m 'not slow'")
+
+
 @functools.lru_cache(maxsize=None)
 def generated(dataset_id: int, seed: int = 0) -> generator.GeneratedSet:
     return generator.generate(dataset_id, seed)

@@ -23,7 +23,9 @@ def running_leaderboard(data_dir, state_path=None):
     """Starts a real leaderboard server on 127.0.0.1 (free port); yields (url, board)."""
     board = leaderboard.Leaderboard(data_dir, USERS, state_path)
     server = leaderboard.make_server(board)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll interval: shutdown() waits for the loop to notice, 0.5 s by default
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", board

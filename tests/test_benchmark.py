@@ -39,6 +39,7 @@ def test_summary_and_markdown():
     assert "| divdis | 2.380 (2.590, 2.170) | 3 | 0.200 | 0.037 | 5 |" in table
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("AMBIG_JAX_CACHE", str(tmp_path / "cache"))
     rows = benchmark.run([0, 1], [0], ["divdis", "erm"], Config(num_heads=2, steps=100),
@@ -67,6 +68,7 @@ def test_rows_without_hidden_labels_are_refused():
         benchmark.challenge_scores([unscored])
 
 
+@pytest.mark.slow
 def test_time_heads_reports_ratios_against_one_head():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 10)).astype(np.float32)
@@ -87,6 +89,7 @@ def test_time_heads_reports_ratios_against_one_head():
     assert benchmark.time_heads(ds, five, "erm", [2], repeats=1)[0]["vs_separate_runs"] is None
 
 
+@pytest.mark.slow
 def test_supervised_ceilings_learn_the_given_truth_and_score_the_other_half():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 4)).astype(np.float32)

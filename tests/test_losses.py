@@ -51,15 +51,22 @@ class MutualInformationTest(chex.TestCase):
                                        losses.mutual_information(probs[::-1]), rtol=1e-4, atol=1e-6)
 
     def test_shapes(self):
+        # jitted, so each function compiles once rather than op by op
         probs = jax.nn.softmax(jax.random.normal(jax.random.key(1), (4, 8, 3)))
-        chex.assert_shape(losses.pairwise_joint(probs, probs[:2]), (4, 2, 3, 3))
-        chex.assert_shape(losses.mutual_information_matrix(probs, probs[:2]), (4, 2))
-        chex.assert_shape(losses.mutual_information(probs), ())
         edges = jnp.tril(jnp.ones((4, 4)), k=-1)
-        chex.assert_shape(losses.directed_mutual_information(probs, edges), (4,))
-        chex.assert_shape(losses.directed_disagreement(probs, edges), (4,))
-        chex.assert_shape(losses.prior_kl(probs, jnp.array([0.2, 0.3, 0.5])), (4,))
-        chex.assert_shape(losses.cross_entropy(jnp.log(probs), jnp.zeros(8, jnp.int32)), (4,))
+        shapes = jax.jit(lambda p: {
+            "joint": losses.pairwise_joint(p, p[:2]),
+            "matrix": losses.mutual_information_matrix(p, p[:2]),
+            "mi": losses.mutual_information(p),
+            "directed": losses.directed_mutual_information(p, edges),
+            "dbat": losses.directed_disagreement(p, edges),
+            "prior": losses.prior_kl(p, jnp.array([0.2, 0.3, 0.5])),
+            "ce": losses.cross_entropy(jnp.log(p), jnp.zeros(8, jnp.int32))})(probs)
+        chex.assert_shape(shapes["joint"], (4, 2, 3, 3))
+        chex.assert_shape(shapes["matrix"], (4, 2))
+        chex.assert_shape(shapes["mi"], ())
+        chex.assert_shape([shapes["directed"], shapes["dbat"], shapes["prior"], shapes["ce"]],
+                          (4,))
         self.assertEqual(float(losses.mutual_information(probs[:1])), 0.0)
 
     def test_gradients_finite_at_saturated_probabilities(self):
@@ -69,16 +76,17 @@ class MutualInformationTest(chex.TestCase):
                    lambda l: losses.directed_mutual_information(jax.nn.softmax(l), edges).sum(),
                    lambda l: losses.directed_disagreement(jax.nn.softmax(l), edges).sum(),
                    lambda l: losses.prior_kl(jax.nn.softmax(l), jnp.array([0.5, 0.5])).sum()):
-            chex.assert_tree_all_finite(jax.grad(fn)(logits))
+            chex.assert_tree_all_finite(jax.jit(jax.grad(fn))(logits))
         exact = one_hot_heads([0, 1], [1, 1])  # probabilities exactly 0 and 1
         chex.assert_tree_all_finite(jax.grad(losses.mutual_information)(exact))
         chex.assert_tree_all_finite(losses.mutual_information(exact))
 
     def test_check_grads_interior(self):
         logits = jax.random.normal(jax.random.key(2), (3, 6, 2))
-        check_grads(lambda l: losses.mutual_information(jax.nn.softmax(l)), (logits,), order=1,
-                    modes=["rev"], eps=1e-2, atol=5e-3, rtol=5e-3)
-        check_grads(lambda l: losses.cross_entropy(l, jnp.array([0, 1, 1, 0, 1, 0])).sum(),
+        check_grads(jax.jit(lambda l: losses.mutual_information(jax.nn.softmax(l))), (logits,),
+                    order=1, modes=["rev"], eps=1e-2, atol=5e-3, rtol=5e-3)
+        labels = jnp.array([0, 1, 1, 0, 1, 0])
+        check_grads(jax.jit(lambda l: losses.cross_entropy(l, labels).sum()),
                     (logits,), order=1, modes=["rev"], eps=1e-2, atol=5e-3, rtol=5e-3)
 
 

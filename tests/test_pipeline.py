@@ -7,13 +7,14 @@ import pytest
 
 from ambig_jax import challenge
 from ambig_jax import oracle
-from ambig_jax.config import Config
+from ambig_jax import plots
+from ambig_jax.config import PRESETS, Config
 from ambig_jax.datasets import generator
 from tests import servers
 from tests.conftest import generated
 from tests.records import fake_record
 
-SMALL = Config(num_heads=4, steps=300)
+SMOKE = PRESETS["smoke"]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(oracle.USERNAME_ENV, "alice")
     monkeypatch.setenv(oracle.PASSWORD_ENV, servers.USERS["alice"])
     with servers.running_leaderboard(toy_dir, tmp_path / "state.sqlite") as (url, board):
-        results = challenge.run_sets([0], SMALL, toy_dir, tmp_path / "out", "http", url,
+        results = challenge.run_sets([0], SMOKE, toy_dir, tmp_path / "out", "http", url,
                                      log=lambda *_: None)
         assert board.stats["labels_granted"] == 5
         run_dir = tmp_path / "out" / "00_toy_dataset"
@@ -40,24 +41,30 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
         assert report["decision"]["reason"] and report["chosen_head"] == results[0].chosen_head
         assert json.loads((run_dir / "config.json").read_text())["num_heads"] == 4
         assert 400 <= report["refinement"]["taught_rows"] < 500
+        page = (run_dir / "report.html").read_text()
+        for name in plots.FIGURES:  # the pictures, drawn without pyplot
+            assert (run_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
+            assert f'src="{name}.png"' in page
 
         # A rerun (after a crash, say) reuses the ledger: no new request reaches the server.
         requests_before = board.stats["reveal_requests"]
-        again = challenge.run_sets([0], SMALL, toy_dir, tmp_path / "out", "http", url,
-                                   log=lambda *_: None)
+        again = challenge.run_sets([0], SMOKE, toy_dir, tmp_path / "out", "http", url,
+                                   pictures=False, log=lambda *_: None)
         assert board.stats["reveal_requests"] == requests_before
         assert again[0].labels_used == 5
 
 
+@pytest.mark.slow
 def test_same_seed_writes_identical_csvs(toy_dir, tmp_path):
     for name in ("a", "b"):
-        challenge.run_sets([0], SMALL, toy_dir, tmp_path / name, "local", log=lambda *_: None)
+        challenge.run_sets([0], SMOKE, toy_dir, tmp_path / name, "local", log=lambda *_: None)
     first = (tmp_path / "a" / "00_toy_dataset" / "submission.csv").read_bytes()
     assert first == (tmp_path / "b" / "00_toy_dataset" / "submission.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_without_refinement_the_chosen_head_is_written(toy_dir, tmp_path):
-    results = challenge.run_sets([0], SMALL.replace(refine=False), toy_dir, tmp_path, "local",
+    results = challenge.run_sets([0], SMOKE.replace(refine=False), toy_dir, tmp_path, "local",
                                  pictures=False, log=lambda *_: None)
     run_dir = tmp_path / "00_toy_dataset"
     head_probs = np.load(run_dir / "heads.npz")["head_probs"]
@@ -68,8 +75,8 @@ def test_without_refinement_the_chosen_head_is_written(toy_dir, tmp_path):
 
 
 def test_budget_flag_limits_labels(toy_dir, tmp_path):
-    results = challenge.run_sets([0], SMALL.replace(budget=2), toy_dir, tmp_path, "local",
-                                 log=lambda *_: None)
+    results = challenge.run_sets([0], SMOKE.replace(budget=2), toy_dir, tmp_path, "local",
+                                 pictures=False, log=lambda *_: None)
     assert results[0].labels_used == 2
 
 
@@ -77,9 +84,10 @@ def test_local_oracle_needs_hidden_labels(tmp_path, toy_dir):
     import shutil
     shutil.copytree(toy_dir / "public", tmp_path / "public")
     with pytest.raises(oracle.OracleError, match="local oracle cannot answer"):
-        challenge.run_sets([0], SMALL, tmp_path, tmp_path / "out", "local", log=lambda *_: None)
+        challenge.run_sets([0], SMOKE, tmp_path, tmp_path / "out", "local", log=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_sum_set_is_abstained(tmp_path):
     data_dir = tmp_path / "data"
     generator.save(generated(6), data_dir)

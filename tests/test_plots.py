@@ -7,20 +7,22 @@ import pytest
 
 from ambig_jax import challenge
 from ambig_jax import plots
-from ambig_jax.config import Config
+from ambig_jax.config import PRESETS
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
 from tests.conftest import generated
 
 PNG = b"\x89PNG\r\n\x1a\n"
+SMOKE = PRESETS["smoke"]
 
 
+@pytest.mark.slow  # the fast tier's pipeline smoke test draws the toy set's pictures
 @pytest.mark.parametrize("dataset_id", [0, 1, 23])  # points, images, 99-d vectors
 def test_run_writes_every_figure_and_the_html(dataset_id, tmp_path):
     data_dir = tmp_path / "data"
     generator.save(generated(dataset_id), data_dir)
-    challenge.run_sets([dataset_id], Config(num_heads=3, steps=30), data_dir, tmp_path / "out",
-                       "local", log=lambda *_: None)
+    challenge.run_sets([dataset_id], SMOKE.replace(num_heads=3, steps=30), data_dir,
+                       tmp_path / "out", "local", log=lambda *_: None)
     run_dir = tmp_path / "out" / catalog.CATALOG[dataset_id].name
     page = (run_dir / "report.html").read_text()
     for name in plots.FIGURES:
@@ -35,11 +37,12 @@ def test_run_writes_every_figure_and_the_html(dataset_id, tmp_path):
     assert not list(run_dir.glob(".*"))  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_no_pictures_when_asked(tmp_path):
     data_dir = tmp_path / "data"
     generator.save(generated(0), data_dir)
-    challenge.run_sets([0], Config(num_heads=2, steps=30), data_dir, tmp_path / "out", "local",
-                       pictures=False, log=lambda *_: None)
+    challenge.run_sets([0], SMOKE.replace(num_heads=2, steps=30), data_dir, tmp_path / "out",
+                       "local", pictures=False, log=lambda *_: None)
     run_dir = tmp_path / "out" / "00_toy_dataset"
     assert (run_dir / "submission.csv").is_file()
     assert not list(run_dir.glob("*.png")) and not (run_dir / "report.html").exists()

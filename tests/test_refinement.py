@@ -31,6 +31,7 @@ def toy():
     return ds, ds.to_index(g.y["target"])
 
 
+@pytest.mark.slow
 def test_student_repairs_the_unsure_slips_of_a_teacher(toy):
     ds, truth = toy
     rng = np.random.default_rng(0)

@@ -1,6 +1,7 @@
 """Saliency maps: shapes, counts, and that occlusion finds the feature each head follows."""
 
 import numpy as np
+import pytest
 
 from ambig_jax import saliency
 from ambig_jax import training
@@ -16,6 +17,7 @@ def _tiny_images(rng):
     return loader.from_arrays(catalog.CATALOG[1], x, y, x[:20], x[20:])
 
 
+@pytest.mark.slow
 def test_maps_have_one_picture_per_head_and_class():
     ds = _tiny_images(np.random.default_rng(0))
     ens = training.train(Config(num_heads=3, steps=20), ds)
@@ -29,6 +31,7 @@ def test_maps_have_one_picture_per_head_and_class():
     assert len(np.unique(occ[0, int(np.argmax(counts[0]))][0, :4, :4])) == 1
 
 
+@pytest.mark.slow
 def test_gradients_match_finite_differences():
     ds = _tiny_images(np.random.default_rng(1))
     ens = training.train(Config(num_heads=2, steps=5), ds)
@@ -46,6 +49,7 @@ def test_gradients_match_finite_differences():
     np.testing.assert_allclose(grads[:, 1, :, 0, 3, 5], numeric, rtol=0.02, atol=2e-4)
 
 
+@pytest.mark.slow
 def test_occlusion_points_at_the_feature_each_toy_head_follows():
     g = generated(0)
     ds = loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],

@@ -22,6 +22,7 @@ def toy():
                                  g.x["target"])
 
 
+@pytest.mark.slow
 def test_a_mixed_target_is_shifted(toy):
     _, ds = toy
     found = shift.detect_shift(CONFIG, ds, jax.random.key(0))
@@ -30,6 +31,7 @@ def test_a_mixed_target_is_shifted(toy):
     assert found.held_out is None and found.seconds > 0
 
 
+@pytest.mark.slow
 def test_a_target_split_like_the_labeled_rows_is_not(toy):
     g, _ = toy
     x, y = g.x["labeled"], g.y["labeled"]

@@ -14,6 +14,7 @@ import pytest
 from ambig_jax import models
 from ambig_jax import training
 from ambig_jax.config import Config
+from ambig_jax.datasets import catalog
 from ambig_jax.datasets import loader
 from tests.conftest import generated
 
@@ -37,21 +38,28 @@ def test_diversity_edges():
     np.testing.assert_array_equal(hybrid, expected)
 
 
-@pytest.mark.parametrize("kind,shape", [("mlp", (99,)), ("mlp", (1, 28, 56)), ("conv", (1, 28, 56)),
-                                        ("conv", (3, 32, 64))])
+# jitted: one compilation each, rather than the ops one by one
+_init = jax.jit(models.init_ensemble, static_argnums=(0, 2, 3))
+_apply = jax.jit(models.ensemble_apply, static_argnums=0)
+
+
+@pytest.mark.parametrize("kind,shape", [
+    ("mlp", (99,)), ("mlp", (1, 28, 56)),
+    pytest.param("conv", (1, 28, 56), marks=pytest.mark.slow),  # conv compiles slowly on CPU
+    pytest.param("conv", (3, 32, 64), marks=pytest.mark.slow)])
 def test_ensemble_shapes(kind, shape):
     module = models.make_backbone(shape, 3, kind, hidden=(16,))
-    params = models.init_ensemble(module, jax.random.key(0), 4, shape)
+    params = _init(module, jax.random.key(0), 4, shape)
     for leaf in jax.tree.leaves(params):
         assert leaf.shape[0] == 4
-    logits = models.ensemble_apply(module, params, jnp.zeros((5,) + shape))
+    logits = _apply(module, params, jnp.zeros((5,) + shape))
     chex.assert_shape(logits, (4, 5, 3))
 
 
 def test_members_differ_at_init():
     module = models.make_backbone((2,), 2)
-    params = models.init_ensemble(module, jax.random.key(0), 2, (2,))
-    logits = models.ensemble_apply(module, params, jax.random.normal(jax.random.key(1), (8, 2)))
+    params = _init(module, jax.random.key(0), 2, (2,))
+    logits = _apply(module, params, jax.random.normal(jax.random.key(1), (8, 2)))
     assert not np.allclose(logits[0], logits[1])
 
 
@@ -89,6 +97,7 @@ def test_non_finite_loss_names_step_and_term():
         training.check_finite(metrics)
 
 
+@pytest.mark.slow
 def test_toy_divdis_finds_both_features():
     g = generated(0)
     ds = as_dataset(g)
@@ -105,6 +114,7 @@ def test_toy_divdis_finds_both_features():
     assert 0.35 <= (target[0] != target[1]).mean() <= 0.65
 
 
+@pytest.mark.slow
 def test_training_is_deterministic():
     ds = as_dataset(generated(0))
     config = Config(num_heads=2, steps=50)
@@ -113,6 +123,7 @@ def test_training_is_deterministic():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_sharded_heads_match_single_device(tmp_path):
     """The same run on 4 fake CPU devices (heads sharded) and on one gives the same heads."""
     script = textwrap.dedent("""
@@ -135,3 +146,18 @@ def test_sharded_heads_match_single_device(tmp_path):
         subprocess.run([sys.executable, "-c", script, str(out)], env=env, check=True, cwd=ROOT)
         results.append(np.load(out))
     np.testing.assert_allclose(results[0], results[1], atol=1e-4)
+
+
+def test_runs_of_the_same_shapes_share_one_compilation():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(64, 5)).astype(np.float32)
+    ds = loader.from_arrays(catalog.CATALOG[0], x, (x[:, 0] > 0).astype(int), x[:32], x[32:])
+    config = Config(strategy="erm", num_heads=1, steps=7, hidden=(8,), seed=11)
+    first = training.train(config, ds)
+    again = training.train(config.replace(seed=12, budget=2), ds)  # no new compilation
+    assert again.compile_seconds < first.compile_seconds / 5
+    assert not np.allclose(first.predict_proba(x), again.predict_proba(x))  # another seed
+    repeat = training.train(config, ds)
+    np.testing.assert_array_equal(first.predict_proba(x), repeat.predict_proba(x))
+    longer = training.train(config.replace(steps=8), ds)  # another program: compiled anew
+    assert longer.compile_seconds > again.compile_seconds
