@@ -37,8 +37,11 @@ def _group(rows: list[RunRecord], *keys: str) -> dict[tuple, list[RunRecord]]:
 
 
 def scored(rows: list[RunRecord]) -> list[RunRecord]:
-    """`rows`, checked to carry true accuracies (runs on generated sets)."""
+    """`rows`, checked to be runs (not `challenge.Failure`s) that carry true accuracies (runs
+    on generated sets)."""
     for row in rows:
+        if isinstance(row, challenge.Failure):
+            raise RuntimeError(f"{row.name}: the run failed ({row.error})")
         if row.true_accuracy is None:
             raise ValueError(f"{row.dataset.name}: the benchmark needs the hidden labels to "
                              "score a run")

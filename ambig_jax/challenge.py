@@ -14,6 +14,7 @@ from ambig_jax import record
 from ambig_jax import saliency
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
+from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
 from ambig_jax.record import RunRecord
@@ -27,8 +28,28 @@ def hidden_labels(data_dir, dataset_id: int) -> np.ndarray | None:
     return generator.load_hidden_labels(data_dir, dataset_id) if path.is_file() else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A set that could not be solved; it scores its default, as an abstention would."""
+    dataset_id: int
+    name: str
+    points: float
+    default_score: float
+    error: str
+
+    @classmethod
+    def of(cls, dataset_id: int, error: Exception) -> "Failure":
+        try:
+            info = catalog.info_for(dataset_id)
+            name, points, default = info.name, info.points, info.default_score
+        except Exception:  # noqa: BLE001: an id the catalogue does not know
+            name, points, default = str(dataset_id), 0.0, 0.0
+        return cls(dataset_id, name, points, default, f"{type(error).__name__}: {error}")
+
+
 def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budget: int,
-                url: str | None = None, truth: np.ndarray | None = None) -> oracle_lib.Oracle:
+                url: str | None = None, truth: np.ndarray | None = None,
+                num_rows: int | None = None) -> oracle_lib.Oracle:
     """The oracle for one set; the local one answers from `truth` (the hidden labels)."""
     ledger = oracle_lib.Ledger(pathlib.Path(output_dir) / "labels.sqlite")
     if kind == "local":
@@ -43,64 +64,89 @@ def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budge
         source = oracle_lib.HttpSource(url)
     else:
         raise ValueError(f"oracle must be 'local' or 'http', got {kind!r}")
-    return oracle_lib.Oracle(source, ledger, dataset_id, classes=classes, budget=budget)
+    return oracle_lib.Oracle(source, ledger, dataset_id, classes=classes, budget=budget,
+                             num_rows=num_rows)
 
 
 def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_kind="local",
-             oracle_url=None, force=False, pictures=True, log=print) -> list[RunRecord]:
-    """Solves each set, writes `<output_dir>/<id>_<name>/{submission.csv, report.json,
-    config.json, heads.npz}` (report.json: the `RunRecord`; heads.npz: every head's target
-    probabilities, the refinement student's, the posteriors and the saliency maps, for
-    analyses), and with `pictures` the PNG figures and report.html (`plots`); prints one
-    summary line per set and returns the records."""
+             oracle_url=None, force=False, pictures=True,
+             log=print) -> list[RunRecord | Failure]:
+    """Solves each set and writes its outputs (`run_set`); a set that fails is logged and
+    returned as a `Failure`, and the others still run."""
+    if oracle_kind not in ("local", "http"):
+        raise ValueError(f"oracle must be 'local' or 'http', got {oracle_kind!r}")
+    if oracle_kind == "http" and not oracle_url:
+        raise oracle_lib.OracleError("--oracle=http needs --oracle_url")
     if data_dir is None:
         data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
         for dataset_id in ids:
             cache.ensure_generated(data_dir, dataset_id, DEFAULT_DATA_SEED)
         log(f"data: generated sets (seed {DEFAULT_DATA_SEED}) in {data_dir}")
-    records = []
+    results = []
     for dataset_id in ids:
-        start = time.perf_counter()
-        ds = loader.load_dataset(data_dir, dataset_id)
-        run_dir = pathlib.Path(output_dir) / ds.name
-        if outputs.is_submitted(run_dir) and not force:
-            raise outputs.OutputError(f"{run_dir}: already submitted; pass --force to redo it")
-        truth = hidden_labels(data_dir, dataset_id) if oracle_kind == "local" else None
-        oracle = make_oracle(oracle_kind, dataset_id, data_dir, output_dir, ds.classes,
-                             config.budget, oracle_url, truth)
-        solution = pipeline.solve(ds, config, oracle, log)
-        run = record.from_solution(solution, truth, oracle_kind)
-        outputs.write_submission(run_dir, solution.predictions, force=force)
-        outputs.write_json(run_dir / "config.json", config.to_json())
-        maps = {}
-        if pictures:
-            maps["gradient"], maps["counts"] = saliency.gradient_saliency(
-                solution.ensemble, ds.x_target)
-            maps["occlusion"], _ = saliency.occlusion_saliency(solution.ensemble, ds.x_target)
-        if solution.refinement is not None:
-            maps["student_probs"] = solution.refinement.probs
-        outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,
-                             posteriors=np.stack(solution.resolution.posteriors), **maps)
-        if pictures:
-            plots.write_report(run_dir, solution, run, maps)
-        run = dataclasses.replace(run, timings=dataclasses.replace(
-            run.timings, set=time.perf_counter() - start))
-        run.write(run_dir)
-        records.append(run)
-        truth_text = "" if run.true_accuracy is None else f", true accuracy {run.true_accuracy:.3f}"
-        log(f"[{ds.name}] labels used {run.labels_used}, head {run.chosen_head}, "
-            f"estimated accuracy {run.estimate.accuracy:.3f}, "
-            f"{'SUBMIT' if run.submitted else 'ABSTAIN'}{truth_text} "
-            f"({run.timings.set:.0f}s): {run.decision.reason}")
-    return records
+        try:
+            results.append(run_set(dataset_id, config, data_dir, output_dir, oracle_kind,
+                                   oracle_url, force, pictures, log))
+        except Exception as e:  # noqa: BLE001: one failing set must not stop the others
+            failure = Failure.of(dataset_id, e)
+            log(f"[{failure.name}] FAILED: {failure.error}")
+            results.append(failure)
+    return results
 
 
-def score_table(records: list[RunRecord]) -> str:
-    """Markdown table of the runs with the total challenge score (points x score)."""
+def run_set(dataset_id: int, config: Config, data_dir, output_dir="outputs",
+            oracle_kind="local", oracle_url=None, force=False, pictures=True,
+            log=print) -> RunRecord:
+    """Solves one set and writes `<output_dir>/<id>_<name>/`: report.json (the `RunRecord`),
+    config.json, heads.npz (every head's target probabilities, the refinement student's, the
+    posteriors and the saliency maps, for analyses), with `pictures` the PNG figures and
+    report.html (`plots`), and last the predictions: `submission.csv` if the run submits,
+    else `predictions.csv` (`outputs.write_predictions`)."""
+    start = time.perf_counter()
+    ds = loader.load_dataset(data_dir, dataset_id)
+    run_dir = pathlib.Path(output_dir) / ds.name
+    truth = hidden_labels(data_dir, dataset_id) if oracle_kind == "local" else None
+    oracle = make_oracle(oracle_kind, dataset_id, data_dir, output_dir, ds.classes,
+                         config.budget, oracle_url, truth, num_rows=len(ds.x_target))
+    solution = pipeline.solve(ds, config, oracle, log)
+    run = record.from_solution(solution, truth, oracle_kind)
+    outputs.write_json(run_dir / "config.json", config.to_json())
+    maps = {}
+    if pictures:
+        maps["gradient"], maps["counts"] = saliency.gradient_saliency(
+            solution.ensemble, ds.x_target)
+        maps["occlusion"], _ = saliency.occlusion_saliency(solution.ensemble, ds.x_target)
+    if solution.refinement is not None:
+        maps["student_probs"] = solution.refinement.probs
+    outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,
+                         posteriors=np.stack(solution.resolution.posteriors), **maps)
+    if pictures:
+        plots.write_report(run_dir, solution, run, maps)
+    run = dataclasses.replace(run, timings=dataclasses.replace(
+        run.timings, set=time.perf_counter() - start))
+    run.write(run_dir)
+    written = outputs.write_predictions(run_dir, solution.predictions, run.submitted, force)
+    truth_text = "" if run.true_accuracy is None else f", true accuracy {run.true_accuracy:.3f}"
+    log(f"[{ds.name}] labels used {run.labels_used}, head {run.chosen_head}, "
+        f"estimated accuracy {run.estimate.accuracy:.3f}, "
+        f"{'SUBMIT' if run.submitted else 'ABSTAIN'}{truth_text} -> {written.name} "
+        f"({run.timings.set:.0f}s): {run.decision.reason}")
+    return run
+
+
+def score_table(results: list[RunRecord | Failure]) -> str:
+    """Markdown table of the runs with the total challenge score (points x score); a failed
+    set counts its default score, as an abstention."""
     lines = ["| set | labels | head | estimated | decision | true | score x points |",
              "|---|---|---|---|---|---|---|"]
     total, known = 0.0, True
-    for r in records:
+    for r in results:
+        if isinstance(r, Failure):
+            total += r.default_score * r.points
+            error = r.error.replace("|", "/").replace("\n", " ")[:160]
+            lines.append(f"| {r.name} | | | | failed: {error} | — | "
+                         f"{r.default_score:.3f} x {r.points:g} |")
+            continue
         score, points = r.score, r.dataset.points
         known &= score is not None
         total += (score or 0.0) * points
@@ -110,5 +156,9 @@ def score_table(records: list[RunRecord]) -> str:
                      f"{r.estimate.accuracy:.3f} | {'submit' if r.submitted else 'abstain'} | "
                      f"{true} | {shown} |")
     lines.append(f"| total | | | | | | {total:.3f}{'' if known else ' (partial)'} "
-                 f"of {sum(r.dataset.points for r in records):g} |")
+                 f"of {sum(_points(r) for r in results):g} |")
     return "\n".join(lines)
+
+
+def _points(result: RunRecord | Failure) -> float:
+    return result.points if isinstance(result, Failure) else result.dataset.points

@@ -13,14 +13,22 @@ Labels come from `DIR/hidden/<id>.npy` (what `experiments.make_datasets` writes)
 lives in sqlite (`--state`, default `DIR/leaderboard.sqlite`), so a restart loses nothing.
 Built on the standard library's `http.server`: the protocol is three small endpoints, and a
 framework would add a dependency for no gain. Binds to 127.0.0.1 unless told otherwise.
+
+What a bad client cannot do: send a body larger than the endpoint needs (`MAX_BODY`: the
+request is refused before its body is read), lie about its length (a Content-Length that is
+not a plain non-negative integer is refused), hold a thread for ever (sockets time out after
+`TIMEOUT` seconds of silence), log in with an empty password, or get a dropped connection
+instead of an answer (an unexpected error answers 500 with its cause).
 """
 
 import email.parser
 import email.policy
+import hmac
 import html
 import json
 import os
 import pathlib
+import re
 import threading
 import time
 import urllib.parse
@@ -36,7 +44,9 @@ from ambig_jax.datasets import generator
 
 BUDGET = 5
 USERS_ENV = "AMBIG_JAX_USERS"
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = {"reveal": 16 * 1024, "submit": 1024 * 1024}  # bytes; a 20,000-row CSV is ~40 KB
+TIMEOUT = 10.0  # seconds a connection may stay silent
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII digits only: not " 12 ", "1_2" or "١٢"
 
 
 class RequestError(Exception):
@@ -56,7 +66,14 @@ def load_users(users_file=None) -> dict[str, str]:
         users = dict(item.split(":", 1) for item in spec.split(",") if ":" in item)
     if not users:
         raise ValueError(f"no users: pass --users_file or set {USERS_ENV}=name:password,...")
-    return {str(k): str(v) for k, v in users.items()}
+    return _check_users({str(k): str(v) for k, v in users.items()})
+
+
+def _check_users(users: dict[str, str]) -> dict[str, str]:
+    empty = sorted(name for name, password in users.items() if not name or not password)
+    if empty:
+        raise ValueError(f"users {empty} have an empty name or password; every user needs both")
+    return dict(users)
 
 
 class Leaderboard:
@@ -64,7 +81,7 @@ class Leaderboard:
 
     def __init__(self, data_dir, users: dict[str, str], state_path=None, budget: int = BUDGET):
         self.data_dir = pathlib.Path(data_dir)
-        self.users = users
+        self.users = _check_users(users)
         self.budget = budget
         self.state_path = pathlib.Path(state_path or self.data_dir / "leaderboard.sqlite")
         self._lock = threading.Lock()
@@ -84,21 +101,34 @@ class Leaderboard:
             path = generator.hidden_labels_path(self.data_dir, dataset_id)
             if not path.is_file():
                 raise RequestError(HTTPStatus.NOT_FOUND, f"unknown exercise_id {dataset_id}")
-            self._labels[dataset_id] = np.load(path, allow_pickle=False).reshape(-1)
+            try:
+                labels = np.load(path, allow_pickle=False).reshape(-1)
+                if not np.issubdtype(labels.dtype, np.integer):
+                    raise ValueError(f"dtype {labels.dtype}, not integer labels")
+            except (ValueError, OSError, EOFError) as e:
+                raise RequestError(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                   f"exercise {dataset_id}: its hidden labels cannot be read "
+                                   f"({type(e).__name__}: {e})") from None
+            self._labels[dataset_id] = labels
         return self._labels[dataset_id]
 
     def authenticate(self, form: dict) -> str:
-        username = form.get("username", "")
-        if not username or self.users.get(username) != form.get("password"):
+        """The user named by the form; the password is compared in constant time."""
+        username, password = form.get("username", ""), form.get("password", "")
+        expected = self.users.get(username, "")
+        # compare even for unknown users, so the time taken says nothing about who exists
+        matches = hmac.compare_digest(password.encode(), expected.encode())
+        if not username or not password or not expected or not matches:
             raise RequestError(HTTPStatus.UNAUTHORIZED, "wrong username or password")
         return username
 
     @staticmethod
     def _int_field(form: dict, name: str) -> int:
-        try:
-            return int(form[name])
-        except (KeyError, ValueError):
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"field {name!r} must be an integer") from None
+        value = form.get(name)
+        if value is None or not _DIGITS.fullmatch(value):
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"field {name!r} must be a non-negative integer in ASCII digits")
+        return int(value)
 
     def reveal(self, form: dict) -> dict:
         with self._lock:
@@ -196,46 +226,81 @@ def parse_form(content_type: str, body: bytes) -> dict[str, str]:
 class Handler(BaseHTTPRequestHandler):
     server_version = "ambig_jax-leaderboard/1"
     board: Leaderboard  # set by make_server
+    timeout = TIMEOUT  # socket timeout: a silent client is dropped, its thread freed
 
     def _send(self, status: HTTPStatus, payload, content_type="application/json"):
         body = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if status >= 400:
+            self.send_header("Connection", "close")  # the rest of a refused body is not read
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        routes = {"/reveal/": self.board.reveal, "/reveal": self.board.reveal,
-                  "/submit/": self.board.submit, "/submit": self.board.submit}
-        path = urllib.parse.urlparse(self.path).path
+    def _answer(self, work):
+        """Sends what `work()` returns, or the error it raised; never drops the connection
+        without an answer."""
         try:
-            if path not in routes:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"no endpoint {path}")
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "body too large")
-            form = parse_form(self.headers.get("Content-Type", ""), self.rfile.read(length))
-            self._send(HTTPStatus.OK, routes[path](form))
+            status, payload, content_type = work()
         except RequestError as e:
-            self._send(e.status, {"error": str(e)})
+            status, payload, content_type = e.status, {"error": str(e)}, "application/json"
+        except Exception as e:  # noqa: BLE001: any failure still gets an answer
+            status, content_type = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json"
+            payload = {"error": f"internal error ({type(e).__name__}: {e})"}
+        try:
+            self._send(status, payload, content_type)
+        except OSError:  # the client left
+            self.close_connection = True
+
+    def _body_length(self, endpoint: str) -> int:
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length header")
+        if not _DIGITS.fullmatch(raw.strip()):
+            raise RequestError(HTTPStatus.BAD_REQUEST,
+                               f"Content-Length {raw[:20]!r} is not a non-negative integer")
+        length = int(raw)
+        if length > MAX_BODY[endpoint]:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                               f"body of {length} bytes; /{endpoint}/ takes at most "
+                               f"{MAX_BODY[endpoint]}")
+        return length
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        routes = {"reveal": self.board.reveal, "submit": self.board.submit}
+
+        def work():
+            endpoint = urllib.parse.urlparse(self.path).path.strip("/")
+            if endpoint not in routes:
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no endpoint /{endpoint}")
+            body = self.rfile.read(self._body_length(endpoint))
+            form = parse_form(self.headers.get("Content-Type", ""), body)
+            return HTTPStatus.OK, routes[endpoint](form), "application/json"
+
+        self._answer(work)
 
     def do_GET(self):  # noqa: N802
-        url = urllib.parse.urlparse(self.path)
-        if url.path.rstrip("/") != "/leaderboard":
-            self._send(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {url.path}"})
-        elif "html" in urllib.parse.parse_qs(url.query).get("format", []):
-            self._send(HTTPStatus.OK, self.board.scores_html(), "text/html; charset=utf-8")
-        else:
-            self._send(HTTPStatus.OK, self.board.scores())
+        def work():
+            url = urllib.parse.urlparse(self.path)
+            if url.path.rstrip("/") != "/leaderboard":
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no endpoint {url.path}")
+            if "html" in urllib.parse.parse_qs(url.query).get("format", []):
+                return HTTPStatus.OK, self.board.scores_html(), "text/html; charset=utf-8"
+            return HTTPStatus.OK, self.board.scores(), "application/json"
+
+        self._answer(work)
 
     def log_message(self, format, *args):  # keep credentials and noise out of stderr
         pass
 
 
-def make_server(board: Leaderboard, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """A threaded HTTP server for `board` (port 0: any free port, see `server_address`)."""
-    handler = type("BoundHandler", (Handler,), {"board": board})
+def make_server(board: Leaderboard, host: str = "127.0.0.1", port: int = 0,
+                timeout: float = TIMEOUT) -> ThreadingHTTPServer:
+    """A threaded HTTP server for `board` (port 0: any free port, see `server_address`);
+    `timeout`: seconds a connection may stay silent."""
+    handler = type("BoundHandler", (Handler,), {"board": board, "timeout": timeout})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server

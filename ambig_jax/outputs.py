@@ -1,8 +1,10 @@
 """Run outputs: the submission CSV, report.json, config.json. Every write is atomic.
 
 The challenge's CSV has no header and no index column: one predicted label per line, in
-target-set order, using the original label values. A submission marked as submitted
-(`SUBMITTED` beside it) is never overwritten unless forced.
+target-set order, using the original label values. Only a run that decides to submit writes
+`submission.csv`; one that abstains writes the same format as `predictions.csv`, a name no one
+uploads by mistake. A `submission.csv` that holds other predictions is never replaced or
+removed unless forced.
 """
 
 import contextlib
@@ -14,9 +16,6 @@ import tempfile
 import numpy as np
 
 from ambig_jax import serialization
-
-SUBMITTED_MARK = "SUBMITTED"
-
 
 class OutputError(RuntimeError):
     """An output that must not be written, or a file that is not a valid submission."""
@@ -79,23 +78,33 @@ def parse_submission(text: str, num_rows: int | None = None, classes=None,
     return labels
 
 
-def is_submitted(run_dir) -> bool:
-    return (pathlib.Path(run_dir) / SUBMITTED_MARK).is_file()
+SUBMISSION, PREDICTIONS = "submission.csv", "predictions.csv"
 
 
-def mark_submitted(run_dir, note: str = "") -> None:
-    """Marks a run's submission as sent, so that later runs refuse to overwrite it."""
-    write_atomic(pathlib.Path(run_dir) / SUBMITTED_MARK, note + "\n")
+def write_predictions(run_dir, labels, submit: bool, force: bool = False) -> pathlib.Path:
+    """Writes a run's predictions: `submission.csv` when it submits, else `predictions.csv`.
 
-
-def write_submission(run_dir, labels, force: bool = False) -> pathlib.Path:
-    """Writes `run_dir/submission.csv`; refuses when the run was marked submitted."""
+    Raises:
+      OutputError: naming the file, when `submission.csv` already holds other predictions
+        (a run that submits would replace it, one that abstains would leave it for upload)
+        and `force` is off; nothing is written then.
+    """
     run_dir = pathlib.Path(run_dir)
-    if is_submitted(run_dir) and not force:
-        raise OutputError(f"{run_dir / 'submission.csv'} was already submitted "
-                          f"({run_dir / SUBMITTED_MARK} exists); pass --force to overwrite it")
-    path = run_dir / "submission.csv"
-    write_atomic(path, format_submission(labels))
+    text = format_submission(labels)
+    existing = run_dir / SUBMISSION
+    if existing.is_file() and existing.read_text() != text:
+        if not force:
+            what = ("this run's would replace them" if submit else
+                    f"this run abstains (its predictions go to {PREDICTIONS}), so it would "
+                    "be left there to upload")
+            raise OutputError(f"{existing}: holds the predictions of an earlier run; {what}. "
+                              "Move it away or pass --force")
+        if not submit:
+            existing.unlink()
+    path = run_dir / (SUBMISSION if submit else PREDICTIONS)
+    write_atomic(path, text)
+    if submit:
+        (run_dir / PREDICTIONS).unlink(missing_ok=True)
     return path
 
 

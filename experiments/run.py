@@ -26,7 +26,8 @@ _ORACLE = flags.DEFINE_enum("oracle", "local", ["local", "http"], "Who answers l
 _ORACLE_URL = flags.DEFINE_string("oracle_url", None, "Reveal API base URL (--oracle=http); "
                                   "credentials from HACKATHON_USERNAME/HACKATHON_PASSWORD.")
 _PICTURES = flags.DEFINE_bool("pictures", True, "Write the PNG figures and report.html.")
-_FORCE = flags.DEFINE_bool("force", False, "Overwrite a submission already marked submitted.")
+_FORCE = flags.DEFINE_bool("force", False, "Replace (or, when the run abstains, remove) a "
+                           "submission.csv that holds an earlier run's other predictions.")
 
 
 def main(argv):
@@ -39,11 +40,15 @@ def main(argv):
         ids = loader.available_ids(_DATA_DIR.value)
     else:
         ids = cache.parse_ids(_DATASET.value)
-    records = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value,
+    results = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value,
                                  _ORACLE.value, _ORACLE_URL.value, _FORCE.value,
                                  _PICTURES.value)
-    if len(records) > 1:
-        print(challenge.score_table(records))
+    if len(results) > 1:
+        print(challenge.score_table(results))
+    failed = [r for r in results if isinstance(r, challenge.Failure)]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {len(results)} sets failed: "
+                         + "; ".join(f"{f.name}: {f.error}" for f in failed))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
-"""Real servers on loopback for the oracle tests: the leaderboard and three broken ones."""
+"""Real servers on loopback for the oracle tests: the leaderboard, broken ones that hang, drop
+or speak garbage, and scripted ones that answer what a test tells them."""
 
 import contextlib
+import http.server
+import json
 import socket
 import threading
+import urllib.parse
 
 import numpy as np
 
@@ -77,3 +81,92 @@ def broken_server(behaviour: str):
             with contextlib.suppress(OSError):
                 conn.close()
         listener.close()
+
+
+@contextlib.contextmanager
+def scripted_server(answer):
+    """An HTTP server on loopback whose every POST is answered by `answer(form)` ->
+    (status, headers, body bytes); yields (url, received forms)."""
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            received.append({k: v[-1] for k, v in form.items()})
+            status, headers, body = answer(received[-1])
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def json_answer(payload, status=200):
+    """An `answer` for `scripted_server` that always sends this JSON."""
+    return lambda form: (status, {"Content-Type": "application/json"},
+                         json.dumps(payload).encode())
+
+
+class _FaultyHandler(leaderboard.Handler):
+    """The real leaderboard's handler, misbehaving on /reveal/ while `fault` is set:
+    refuse: 403 before revealing; redirect: 307 elsewhere before revealing; garbage: reveals
+    (the datum counts), answers non-JSON; other_datum: reveals, answers about the next datum;
+    die: reveals, then closes the connection without a word."""
+    fault: dict  # {"name": str | None}, shared with the test
+
+    def _answer(self, work):
+        fault = self.fault["name"] if "reveal" in self.path else None
+        if fault in ("refuse", "redirect"):
+            status, headers = ((403, {}) if fault == "refuse" else
+                               (307, {"Location": "http://127.0.0.1:9/reveal/"}))
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": "0", "Connection": "close"}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.close_connection = True
+            return
+        if fault is None:
+            return super()._answer(work)
+        status, payload, content_type = work()  # the server counts the datum
+        if fault == "die":
+            self.close_connection = True
+            return
+        if fault == "garbage":
+            payload = "<html>upstream timed out</html>"
+        elif fault == "other_datum":
+            payload = {**payload, "datum_id": payload["datum_id"] + 1}
+        self._send(status, payload, content_type)
+
+
+@contextlib.contextmanager
+def faulty_leaderboard(data_dir, state_path):
+    """A real leaderboard that misbehaves on demand; yields (url, board, fault) where
+    `fault["name"]` is one of `_FaultyHandler`'s faults or None."""
+    board = leaderboard.Leaderboard(data_dir, USERS, state_path)
+    fault = {"name": None}
+    handler = type("Faulty", (_FaultyHandler,), {"board": board, "fault": fault,
+                                                  "timeout": 5.0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", board, fault
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,4 +1,9 @@
+import contextlib
 import json
+import socket
+import sqlite3
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -76,3 +81,96 @@ def test_users_from_file_or_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(leaderboard.USERS_ENV)
     with pytest.raises(ValueError, match="no users"):
         leaderboard.load_users()
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"", wait: float = 3.0) -> bytes:
+    """Sends raw bytes to the server and returns all it answers before closing (or `wait`)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as conn:
+        conn.sendall(head + body)
+        answer = b""
+        with contextlib.suppress(socket.timeout):
+            while chunk := conn.recv(65536):
+                answer += chunk
+    return answer
+
+
+FORM = b"username=alice&password=s3cret-pw&exercise_id=1&datum_id=0"
+
+
+@pytest.mark.parametrize("length,status", [(b"-1", b"400"), (b"abc", b"400"),
+                                           (b" 1_0", b"400"), (None, b"411")])
+def test_content_length_must_be_a_plain_integer(server, length, status):
+    url, board = server
+    head = (b"POST /reveal/ HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + (b"" if length is None else b"Content-Length: " + length + b"\r\n") + b"\r\n")
+    started = time.perf_counter()
+    answer = raw_request(url, head, FORM)
+    assert answer.startswith(b"HTTP/1.0 " + status) or answer.startswith(b"HTTP/1.1 " + status)
+    assert time.perf_counter() - started < 2.0  # answered, not waiting for a body or timing out
+    assert board.stats["labels_granted"] == 0
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(server):
+    url, _ = server
+    # headers only: the 16 MB body never comes, so a server that read it first would hang
+    head = (b"POST /reveal/ HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            b"boundary=b\r\nContent-Length: 16777216\r\n\r\n")
+    started = time.perf_counter()
+    answer = raw_request(url, head)
+    assert b" 413 " in answer.split(b"\r\n")[0] and b"at most" in answer
+    assert time.perf_counter() - started < 2.0
+
+
+def test_unexpected_failures_still_get_an_answer(server, tmp_path):
+    url, board = server
+    (tmp_path / "hidden" / "2.npy").write_bytes(b"not an array")  # a corrupt hidden file
+    answer = requests.post(f"{url}/reveal/", data={"username": "alice", "password": "s3cret-pw",
+                                                   "exercise_id": 2, "datum_id": 0}, timeout=5)
+    assert answer.status_code == 500 and "hidden labels cannot be read" in answer.json()["error"]
+    with sqlite3.connect(board.state_path) as db:  # a state database someone broke
+        db.execute("DROP TABLE reveals")
+    answer = requests.post(f"{url}/reveal/", data={"username": "alice", "password": "s3cret-pw",
+                                                   "exercise_id": 1, "datum_id": 0}, timeout=5)
+    assert answer.status_code == 500 and "OperationalError" in answer.json()["error"]
+
+
+def test_silent_clients_are_dropped(tmp_path):
+    servers.write_hidden(tmp_path, {1: [0, 1]})
+    board = leaderboard.Leaderboard(tmp_path, servers.USERS)
+    server = leaderboard.make_server(board, timeout=0.3)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              daemon=True)
+    thread.start()
+    try:
+        started = time.perf_counter()
+        answer = raw_request(f"http://127.0.0.1:{server.server_address[1]}",
+                             b"POST /reveal/ HTTP/1.1\r\n", wait=3.0)  # then says nothing
+        assert answer == b"" and time.perf_counter() - started < 2.0  # closed by the server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_empty_passwords_never_log_in(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="empty name or password"):
+        leaderboard.Leaderboard(tmp_path, {"alice": "s3cret-pw", "eve": ""})
+    monkeypatch.setenv(leaderboard.USERS_ENV, "alice:pw,eve:")
+    with pytest.raises(ValueError, match=r"\['eve'\]"):
+        leaderboard.load_users()
+    board = leaderboard.Leaderboard(tmp_path, servers.USERS)
+    for form in ({"username": "alice", "password": ""}, {"username": "", "password": ""},
+                 {"username": "nobody", "password": ""}):
+        with pytest.raises(leaderboard.RequestError, match="wrong username or password"):
+            board.authenticate(form)
+
+
+@pytest.mark.parametrize("datum", [" 1 ", "1_0", "١", "+1", "0x1", ""])
+def test_datum_ids_are_plain_ascii_digits(server, datum):
+    url, board = server
+    answer = requests.post(f"{url}/reveal/", data={"username": "alice", "password": "s3cret-pw",
+                                                   "exercise_id": "1", "datum_id": datum},
+                           timeout=5)
+    assert answer.status_code == 400 and "datum_id" in answer.json()["error"]
+    assert board.stats["labels_granted"] == 0

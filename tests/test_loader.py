@@ -140,3 +140,31 @@ def test_ambiguous_folders(tmp_path):
     write_set(tmp_path, "1_mnist_cc")
     with pytest.raises(loader.DatasetError, match="several folders"):
         loader.load_dataset(tmp_path, 1)
+
+
+def test_values_beyond_float32_are_refused(tmp_path):
+    x = np.zeros((8, 1, 4, 8))
+    x[2, 0, 0, 0] = 1e39  # finite in float64, inf once cast to float32
+    write_set(tmp_path, **{"X_val.npy": x})
+    with pytest.raises(loader.DatasetError, match=r"X_val.npy: 1 rows hold values beyond float32"):
+        loader.load_dataset(tmp_path, 1)
+
+
+@pytest.mark.parametrize("labels", [np.array([0.0, 1e20] * 4),
+                                    np.array([0, 2**63 + 1] * 4, dtype=np.uint64)])
+def test_huge_labels_are_refused(tmp_path, labels):
+    write_set(tmp_path, **{"y_labeled.npy": labels})
+    with pytest.raises(loader.DatasetError, match=r"y_labeled.npy: labels reach"):
+        loader.load_dataset(tmp_path, 1)
+
+
+def test_a_header_claiming_terabytes_is_refused_before_allocating(tmp_path):
+    folder = write_set(tmp_path)
+    header = {"descr": "<f8", "fortran_order": False, "shape": (2**40, 2)}  # 16 TB
+    with open(folder / "X_unlabeled.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 64)
+    assert (folder / "X_unlabeled.npy").stat().st_size < 256
+    with pytest.raises(loader.DatasetError, match=r"X_unlabeled.npy: not a valid .npy file: "
+                                                  r"its header describes"):
+        loader.load_dataset(tmp_path, 1)

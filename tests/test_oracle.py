@@ -215,3 +215,82 @@ def test_local_source_has_the_same_semantics(tmp_path):
         client.reveal(5)
     with pytest.raises(ValueError):
         oracle.Oracle(source, client.ledger, 1, budget=6)
+
+
+@pytest.mark.parametrize("datum,status", [(99, "HTTP 404"), (0, "refused")])
+def test_a_refused_datum_is_not_left_pending(server, tmp_path, datum, status):
+    url, _ = server
+    if datum == 0:  # another machine spent the budget: the server answers 403
+        for other in range(5):
+            requests.post(f"{url}/reveal/", data={"username": "alice", "password": "s3cret-pw",
+                                                  "exercise_id": 1, "datum_id": 10 + other},
+                          timeout=5)
+    client = http_oracle(url, tmp_path)
+    with pytest.raises(oracle.OracleRefused, match=status):
+        client.reveal(datum)
+    assert client.spent() == 0  # released: a rerun is not stuck on it
+    assert client.resume_pending() == {}
+    if datum == 99:
+        assert client.reveal(3) == 1 and client.spent() == 1
+
+
+def test_a_datum_left_pending_by_an_unusable_answer_does_not_block_a_rerun(server, tmp_path):
+    url, _ = server
+    http_oracle(url, tmp_path).reveal(1)
+    with servers.scripted_server(servers.json_answer({"exercise_id": 1, "datum_id": 5,
+                                                      "label": "one"})) as (bad_url, _):
+        client = http_oracle(bad_url, tmp_path)
+        client.ledger.record(client.source.server, "alice", 1, 1, 1)
+        with pytest.raises(oracle.OracleError, match="malformed"):
+            client.reveal(5)
+        assert client.spent() == 2  # may have been counted: pending
+        assert client.resume_pending() == {1: 1}  # the rerun carries on without it
+        assert client.remaining() == 3
+
+
+@pytest.mark.parametrize("payload,message", [
+    ({"exercise_id": 1, "datum_id": 3.9, "label": True, "previously revealed": "12"},
+     "malformed"),
+    ({"exercise_id": 1, "datum_id": 3, "label": True, "previously revealed": []}, "malformed"),
+    ({"exercise_id": 1, "datum_id": 3, "label": 1, "previously revealed": "12"}, "malformed"),
+    ({"exercise_id": 1, "datum_id": 3, "label": 1, "previously revealed": [100, 101]},
+     "outside the target rows"),
+    ({"exercise_id": 1, "datum_id": 3, "label": 1, "previously revealed": list(range(4, 12))},
+     "over the budget")])
+def test_loose_answers_are_rejected_and_record_nothing(tmp_path, payload, message):
+    with servers.scripted_server(servers.json_answer(payload)) as (url, _):
+        source = oracle.HttpSource(url, "alice", "s3cret-pw")
+        client = oracle.Oracle(source, oracle.Ledger(tmp_path / "l.sqlite"), 1,
+                               classes=[0, 1], num_rows=20)
+        with pytest.raises(oracle.OracleError, match=message):
+            client.reveal(3)
+        assert client.ledger.entries(source.server, "alice", 1) == {3: None}  # only the ask
+
+
+def test_redirects_are_not_followed(tmp_path):
+    with servers.scripted_server(servers.json_answer({})) as (elsewhere, received):
+        redirect = lambda form: (307, {"Location": f"{elsewhere}/reveal/"}, b"")  # noqa: E731
+        with servers.scripted_server(redirect) as (url, _):
+            client = oracle.Oracle(oracle.HttpSource(url, "alice", "s3cret-pw"),
+                                   oracle.Ledger(tmp_path / "l.sqlite"), 1)
+            with pytest.raises(oracle.OracleRefused, match="redirects.*not followed"):
+                client.reveal(0)
+        assert received == []  # the password never went there
+        assert client.spent() == 0
+
+
+def test_one_server_spelled_two_ways_has_one_budget(server, tmp_path):
+    url, _ = server
+    port = url.rsplit(":", 1)[1]
+    spellings = [f"http://127.0.0.1:{port}", f"http://localhost:{port}/",
+                 f"HTTP://LocalHost:{port}"]
+    assert len({oracle.canonical_server(u) for u in spellings}) == 1
+    assert oracle.canonical_server("http://example.org") == "http://example.org:80"
+    assert oracle.canonical_server("https://[::1]:8443/api/") == "https://[::1]:8443/api"
+    ledger = oracle.Ledger(tmp_path / "l.sqlite")
+    for i, spelling in enumerate(spellings):
+        client = oracle.Oracle(oracle.HttpSource(spelling, "alice", "s3cret-pw"), ledger, 1)
+        client.reveal(i)
+    assert client.spent() == 3 and client.revealed() == {0: 0, 1: 1, 2: 0}
+    with pytest.raises(oracle.OracleError, match="must look like"):
+        oracle.canonical_server("127.0.0.1:8000")

@@ -8,7 +8,7 @@ from ambig_jax import outputs
 
 def test_csv_roundtrip_without_header_or_index(tmp_path):
     labels = np.array([4, 6, 5, 4])
-    path = outputs.write_submission(tmp_path, labels)
+    path = outputs.write_predictions(tmp_path, labels, submit=True)
     assert path.read_text() == "4\n6\n5\n4\n"
     np.testing.assert_array_equal(outputs.parse_submission(path.read_text(), 4, [4, 5, 6]), labels)
 
@@ -27,14 +27,29 @@ def test_parse_checks_rows_and_classes():
         outputs.parse_submission("0\n3\n", classes=[0, 1])
 
 
-def test_submitted_run_is_not_overwritten(tmp_path):
-    outputs.write_submission(tmp_path, np.array([0, 1]))
-    outputs.mark_submitted(tmp_path, "sent")
-    with pytest.raises(outputs.OutputError, match="already submitted"):
-        outputs.write_submission(tmp_path, np.array([1, 1]))
+def test_a_different_submission_is_never_replaced_without_force(tmp_path):
+    outputs.write_predictions(tmp_path, np.array([0, 1]), submit=True)
+    outputs.write_predictions(tmp_path, np.array([0, 1]), submit=True)  # the same: fine
+    with pytest.raises(outputs.OutputError, match="submission.csv: holds the predictions"):
+        outputs.write_predictions(tmp_path, np.array([1, 1]), submit=True)
     assert (tmp_path / "submission.csv").read_text() == "0\n1\n"
-    outputs.write_submission(tmp_path, np.array([1, 1]), force=True)
+    outputs.write_predictions(tmp_path, np.array([1, 1]), submit=True, force=True)
     assert (tmp_path / "submission.csv").read_text() == "1\n1\n"
+
+
+def test_an_abstained_run_writes_no_submission(tmp_path):
+    path = outputs.write_predictions(tmp_path, np.array([0, 1]), submit=False)
+    assert path.name == "predictions.csv" and not (tmp_path / "submission.csv").exists()
+    # an earlier run's submission is not left behind silently, nor deleted unasked
+    outputs.write_predictions(tmp_path / "b", np.array([0, 0]), submit=True)
+    with pytest.raises(outputs.OutputError, match="abstains"):
+        outputs.write_predictions(tmp_path / "b", np.array([1, 0]), submit=False)
+    assert (tmp_path / "b" / "submission.csv").read_text() == "0\n0\n"
+    outputs.write_predictions(tmp_path / "b", np.array([1, 0]), submit=False, force=True)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["predictions.csv"]
+    # a later run that submits replaces the abstained one's predictions
+    outputs.write_predictions(tmp_path / "b", np.array([1, 0]), submit=True)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["submission.csv"]
 
 
 def test_json_is_atomic_and_converts_numpy(tmp_path):
@@ -46,7 +61,7 @@ def test_json_is_atomic_and_converts_numpy(tmp_path):
 
 def test_non_integer_predictions_are_refused(tmp_path):
     with pytest.raises(outputs.OutputError, match="integer"):
-        outputs.write_submission(tmp_path, np.array([0.5, 1.0]))
+        outputs.write_predictions(tmp_path, np.array([0.5, 1.0]), submit=True)
 
 
 def test_arrays_are_written_atomically_without_pickle(tmp_path):

@@ -1,6 +1,7 @@
 """End to end: generated sets, real components, the HTTP oracle through a loopback server."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -68,7 +69,8 @@ def test_without_refinement_the_chosen_head_is_written(toy_dir, tmp_path):
                                  pictures=False, log=lambda *_: None)
     run_dir = tmp_path / "00_toy_dataset"
     head_probs = np.load(run_dir / "heads.npz")["head_probs"]
-    written = np.loadtxt(run_dir / "submission.csv", dtype=int)
+    written = np.loadtxt(run_dir / ("submission.csv" if results[0].submitted
+                                    else "predictions.csv"), dtype=int)
     np.testing.assert_array_equal(written, head_probs[results[0].chosen_head].argmax(-1))
     assert results[0].true_accuracy == results[0].head_accuracy
     assert json.loads((run_dir / "report.json").read_text())["refinement"] is None
@@ -81,10 +83,26 @@ def test_budget_flag_limits_labels(toy_dir, tmp_path):
 
 
 def test_local_oracle_needs_hidden_labels(tmp_path, toy_dir):
-    import shutil
     shutil.copytree(toy_dir / "public", tmp_path / "public")
-    with pytest.raises(oracle.OracleError, match="local oracle cannot answer"):
-        challenge.run_sets([0], SMOKE, tmp_path, tmp_path / "out", "local", log=lambda *_: None)
+    failed, = challenge.run_sets([0], SMOKE, tmp_path, tmp_path / "out", "local",
+                                 log=lambda *_: None)
+    assert isinstance(failed, challenge.Failure)
+    assert "OracleError" in failed.error and "local oracle cannot answer" in failed.error
+    with pytest.raises(oracle.OracleError, match="needs --oracle_url"):  # before any set
+        challenge.run_sets([0], SMOKE, tmp_path, tmp_path / "out", "http", None)
+
+
+def test_a_failing_set_is_reported_and_the_others_still_run(toy_dir, tmp_path):
+    logged = []
+    results = challenge.run_sets([1, 0], SMOKE, toy_dir, tmp_path, "local", pictures=False,
+                                 log=logged.append)
+    assert isinstance(results[0], challenge.Failure) and "no folder for data set 1" in \
+        results[0].error
+    assert results[1].dataset.id == 0 and results[1].labels_used == 5
+    assert any("[01_mnist_cc] FAILED: DatasetError" in line for line in logged)
+    table = challenge.score_table(results)
+    assert "| 01_mnist_cc | | | | failed: DatasetError" in table
+    assert "of 2 |" in table  # the failed set counts its default, as an abstention
 
 
 @pytest.mark.slow
@@ -95,7 +113,8 @@ def test_sum_set_is_abstained(tmp_path):
                                  log=lambda *_: None)
     assert not results[0].submitted
     assert results[0].score == 0.8
-    assert (tmp_path / "out" / "06_mnist_sum" / "submission.csv").is_file()
+    run_dir = tmp_path / "out" / "06_mnist_sum"
+    assert (run_dir / "predictions.csv").is_file() and not (run_dir / "submission.csv").exists()
 
 
 def test_score_table_totals_points():

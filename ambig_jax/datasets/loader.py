@@ -14,6 +14,7 @@ import numpy as np
 from ambig_jax.datasets import catalog
 
 FILES = ("X_labeled.npy", "y_labeled.npy", "X_unlabeled.npy", "X_val.npy")
+MAX_LABEL = 2**31 - 1
 _FOLDER_RE = re.compile(r"^(\d+)_")
 
 
@@ -101,9 +102,38 @@ def available_ids(data_dir) -> list[int]:
                   if (m := _FOLDER_RE.match(p.name)) and all((p / f).is_file() for f in FILES))
 
 
+def _check_declared_size(path: pathlib.Path) -> None:
+    """Refuses an .npy file whose header describes more data than the file holds, before
+    anything that size is allocated (a 192-byte file can claim terabytes)."""
+    with open(path, "rb") as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError:
+            return  # not an .npy file: np.load says what it is
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            return
+        try:
+            shape, _, dtype = readers[version](f)
+        except ValueError as e:
+            raise DatasetError(f"{path}: not a valid .npy file ({e})") from None
+        if dtype.hasobject:
+            return  # pickled objects: np.load refuses them with its own message
+        declared = dtype.itemsize
+        for size in shape:
+            declared *= int(size)  # Python integers: no overflow
+        held = path.stat().st_size - f.tell()
+    if declared > held:
+        raise DatasetError(f"{path}: not a valid .npy file: its header describes {shape} of "
+                           f"{dtype} ({declared:,} bytes) but the file holds {held:,} bytes; "
+                           "it is truncated or corrupt")
+
+
 def _read_array(path: pathlib.Path) -> np.ndarray:
     if not path.is_file():
         raise DatasetError(f"{path}: missing file")
+    _check_declared_size(path)
     try:
         array = np.load(path, allow_pickle=False)
     except ValueError as e:
@@ -131,7 +161,13 @@ def _read_inputs(path: pathlib.Path) -> np.ndarray:
     if not np.isfinite(x).all():
         bad = int(np.count_nonzero(~np.isfinite(x).reshape(len(x), -1).all(axis=1)))
         raise DatasetError(f"{path}: {bad} rows hold NaN or infinite values")
-    return x.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32, copy=False)
+    if not np.isfinite(x32).all():
+        bad = int(np.count_nonzero(~np.isfinite(x32).reshape(len(x), -1).all(axis=1)))
+        raise DatasetError(f"{path}: {bad} rows hold values beyond float32's range "
+                           f"(|x| > {np.finfo(np.float32).max:.3g}), which the model cannot use")
+    return x32
 
 
 def _read_labels(path: pathlib.Path) -> np.ndarray:
@@ -140,11 +176,15 @@ def _read_labels(path: pathlib.Path) -> np.ndarray:
         y = y[:, 0]
     if y.ndim != 1:
         raise DatasetError(f"{path}: shape {y.shape}; expected (N,) or (N, 1)")
-    if not np.issubdtype(y.dtype, np.integer):
+    if y.dtype == bool or not np.issubdtype(y.dtype, np.integer):
         if not np.isfinite(y).all() or not np.all(y == np.round(y)):
             raise DatasetError(f"{path}: labels are not integers (dtype {y.dtype})")
-        y = np.round(y)
-    return y.astype(np.int64)
+    # labels are class values such as 0-9; far beyond that is a corrupt file, and past 2**53
+    # a float no longer holds an exact integer (past 2**63, int64 wraps to a negative value)
+    if y.size and (np.max(y) > MAX_LABEL or np.min(y) < -MAX_LABEL):
+        raise DatasetError(f"{path}: labels reach {np.max(np.abs(y.astype(np.float64))):.3g}; "
+                           f"labels must be integers within +-{MAX_LABEL}")
+    return np.round(y).astype(np.int64) if y.dtype.kind == "f" else y.astype(np.int64)
 
 
 def from_arrays(info: catalog.DatasetInfo, x_labeled, y_labeled, x_unlabeled, x_target,
