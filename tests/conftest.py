@@ -20,3 +20,11 @@ def generated(dataset_id: int, seed: int = 0) -> generator.GeneratedSet:
 @pytest.fixture(scope="session")
 def gen():
     return generated
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+    """A data folder holding the generated toy set (public/ and hidden/)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    generator.save(generated(0), data_dir)
+    return data_dir

@@ -26,13 +26,19 @@ def write_hidden(data_dir, labels_by_id):
 def running_leaderboard(data_dir, state_path=None):
     """Starts a real leaderboard server on 127.0.0.1 (free port); yields (url, board)."""
     board = leaderboard.Leaderboard(data_dir, USERS, state_path)
-    server = leaderboard.make_server(board)
+    with serving(leaderboard.make_server(board)) as url:
+        yield url, board
+
+
+@contextlib.contextmanager
+def serving(server):
+    """Runs an HTTP server in a thread; yields its URL; shuts it down."""
     # a short poll interval: shutdown() waits for the loop to notice, 0.5 s by default
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                               daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", board
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -104,15 +110,8 @@ def scripted_server(answer):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url, received
 
 
 def json_answer(payload, status=200):
@@ -162,11 +161,5 @@ def faulty_leaderboard(data_dir, state_path):
                                                   "timeout": 5.0})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", board, fault
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as url:
+        yield url, board, fault

@@ -12,18 +12,9 @@ from ambig_jax import challenge
 from ambig_jax import oracle
 from ambig_jax.config import PRESETS
 from ambig_jax.record import RunRecord
-from ambig_jax.datasets import generator
 from tests import servers
-from tests.conftest import generated
 
 SMOKE = PRESETS["smoke"]
-
-
-@pytest.fixture(scope="module")
-def toy_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    generator.save(generated(0), data_dir)
-    return data_dir
 
 
 def granted(board, username="alice", dataset_id=0) -> int:

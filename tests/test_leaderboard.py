@@ -2,7 +2,6 @@ import contextlib
 import json
 import socket
 import sqlite3
-import threading
 import time
 
 import numpy as np
@@ -139,18 +138,10 @@ def test_unexpected_failures_still_get_an_answer(server, tmp_path):
 def test_silent_clients_are_dropped(tmp_path):
     servers.write_hidden(tmp_path, {1: [0, 1]})
     board = leaderboard.Leaderboard(tmp_path, servers.USERS)
-    server = leaderboard.make_server(board, timeout=0.3)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
+    with servers.serving(leaderboard.make_server(board, timeout=0.3)) as url:
         started = time.perf_counter()
-        answer = raw_request(f"http://127.0.0.1:{server.server_address[1]}",
-                             b"POST /reveal/ HTTP/1.1\r\n", wait=3.0)  # then says nothing
+        answer = raw_request(url, b"POST /reveal/ HTTP/1.1\r\n", wait=3.0)  # then silence
         assert answer == b"" and time.perf_counter() - started < 2.0  # closed by the server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_empty_passwords_never_log_in(tmp_path, monkeypatch):

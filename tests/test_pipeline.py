@@ -18,13 +18,6 @@ from tests.records import fake_record
 SMOKE = PRESETS["smoke"]
 
 
-@pytest.fixture(scope="module")
-def toy_dir(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("data")
-    generator.save(generated(0), data_dir)
-    return data_dir
-
-
 def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
     monkeypatch.setenv(oracle.USERNAME_ENV, "alice")
     monkeypatch.setenv(oracle.PASSWORD_ENV, servers.USERS["alice"])
