@@ -223,7 +223,8 @@ def supervised_ceilings(config: Config, dataset: Dataset, y_target: np.ndarray,
                                      sources["half_target"][1] + [y_unlabeled])
     result = {"with_unlabeled": None, "train_rows": {}, "test_rows": len(test_rows)}
     for name, (xs, ys) in sources.items():
-        member = training.train_member(config, dataset, np.concatenate(xs), np.concatenate(ys))
+        member = training.train_member(config, dataset, np.concatenate(xs), np.concatenate(ys),
+                                       desc=f"[{dataset.name}] ceiling ({name})")
         predicted = member.predict_proba(dataset.x_target[test_rows])[0].argmax(-1)
         result[name] = float(np.mean(predicted == y_target[test_rows]))
         result["train_rows"][name] = sum(len(y) for y in ys)

@@ -66,7 +66,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
         f"{len(dataset.x_target)} target rows")
-    ensemble = training.train(config, dataset, train_key)
+    ensemble = training.train(config, dataset, train_key, desc=f"[{dataset.name}] heads")
     probs = calibrated_probs(ensemble, dataset.x_target)
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")

@@ -65,7 +65,7 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
     for row, label in revealed.items():
         labels[row], taught[row] = label, True
     student = training.train_member(config, dataset, dataset.x_target[taught], labels[taught],
-                                    key)
+                                    key, desc=f"[{dataset.name}] refinement")
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,

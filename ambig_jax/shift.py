@@ -49,7 +49,8 @@ class ShiftTest:
 
 def _fit_predict(config: Config, dataset: Dataset, x, y, x_eval, key, classes=None):
     """[len(x_eval)] classes predicted by one ERM member trained on (x, y)."""
-    member = training.train_member(config, dataset, x, y, key, classes)
+    member = training.train_member(config, dataset, x, y, key, classes,
+                                   desc=f"[{dataset.name}] shift test")
     return member.predict_proba(x_eval)[0].argmax(-1)
 
 

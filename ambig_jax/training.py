@@ -19,6 +19,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
 from ambig_jax import losses
 from ambig_jax import models
+from ambig_jax import progress
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
 
@@ -185,18 +186,28 @@ def pool_inputs(dataset: Dataset, pool: str) -> np.ndarray:
 
 _COMPILED: collections.OrderedDict = collections.OrderedDict()  # signature -> compiled scan
 _COMPILED_KEEP = 16
+MOST_CHUNKS = 50  # chunks of a training run: the progress bar moves between them
 # Fields that never reach the compiled scan (keys and data are its arguments): runs that differ
 # only in these share one compilation.
 _NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "shift_test", "rule")
 
 
-def _compiled_run(module, optimizer, config: Config, args):
-    """The compiled training scan for these arguments, compiled once per module, training
-    configuration and argument shapes (and shardings): a rerun of a set, and the shift test's
-    folds when they are of equal size, reuse it. The most recent `_COMPILED_KEEP` are kept."""
+def chunk_length(steps: int, most_chunks: int | None = None) -> int:
+    """Steps per compiled chunk: the smallest divisor of `steps` that makes at most
+    `most_chunks` (default `MOST_CHUNKS`) chunks, so every chunk is one program; a prime
+    count is one chunk."""
+    most_chunks = MOST_CHUNKS if most_chunks is None else most_chunks
+    return next(d for d in range(-(-steps // most_chunks), steps + 1) if steps % d == 0)
+
+
+def _compiled_run(module, optimizer, config: Config, args, length: int):
+    """The compiled scan of `length` training steps for these arguments, compiled once per
+    module, training configuration, length and argument shapes (and shardings): a rerun of a
+    set, and the shift test's folds when they are of equal size, reuse it. The most recent
+    `_COMPILED_KEEP` are kept."""
     leaves, tree = jax.tree.flatten(args)
     compiled_fields = config.replace(**{name: getattr(Config, name) for name in _NOT_COMPILED})
-    signature = (module, compiled_fields, tree,
+    signature = (module, compiled_fields, length, tree,
                  tuple((leaf.shape, str(leaf.dtype), getattr(leaf, "sharding", None))
                        for leaf in leaves))
     if signature in _COMPILED:
@@ -206,7 +217,7 @@ def _compiled_run(module, optimizer, config: Config, args):
 
     @functools.partial(jax.jit, donate_argnums=0)
     def run(state, key, data):
-        return jax.lax.scan(lambda s, _: step(s, key, data), state, None, length=config.steps)
+        return jax.lax.scan(lambda s, _: step(s, key, data), state, None, length=length)
 
     compiled = _COMPILED[signature] = run.lower(*args).compile()
     while len(_COMPILED) > _COMPILED_KEEP:
@@ -214,13 +225,17 @@ def _compiled_run(module, optimizer, config: Config, args):
     return compiled
 
 
-def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> TrainedEnsemble:
-    """Trains `config.num_heads` heads on a data set; the whole run is one compiled scan.
+def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
+          desc: str = "training") -> TrainedEnsemble:
+    """Trains `config.num_heads` heads on a data set with one compiled scan, run in chunks of
+    `chunk_length` steps with a progress bar between them (a step's randomness comes from
+    its index, so the chunking changes nothing in the result).
 
     Args:
       config: hyper-parameters (strategy, heads, steps, ...).
       dataset: labeled, unlabeled and target inputs; target labels are never used.
       key: PRNG key; defaults to `jax.random.key(config.seed)`.
+      desc: the progress bar's label.
 
     Returns:
       The trained ensemble with its compile and run timings (compile is ~0 when a run of the
@@ -245,11 +260,17 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
     data = (jnp.asarray(standardizer(dataset.x_labeled)), jnp.asarray(dataset.y_labeled),
             jnp.asarray(standardizer(pool_inputs(dataset, config.pool))),
             jnp.asarray(prior, jnp.float32))
+    length = chunk_length(config.steps)
     t0 = time.perf_counter()
-    compiled = _compiled_run(module, optimizer, config, (state, train_key, data))
+    compiled = _compiled_run(module, optimizer, config, (state, train_key, data), length)
     t1 = time.perf_counter()
-    state, metrics = compiled(state, train_key, data)
-    metrics = jax.tree.map(np.asarray, metrics)
+    chunks = []
+    with progress.bar(config.steps, desc) as bar:
+        for _ in range(config.steps // length):
+            state, metrics = compiled(state, train_key, data)
+            chunks.append(jax.tree.map(np.asarray, metrics))  # waits for the chunk to finish
+            bar.update(length)
+    metrics = jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
     t2 = time.perf_counter()
     check_finite(metrics)
     return TrainedEnsemble(config=config, module=module, params=state.params,
@@ -258,8 +279,8 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None) -> Tra
 
 
 def train_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,
-                 key: jax.Array | None = None, classes: np.ndarray | None = None
-                 ) -> TrainedEnsemble:
+                 key: jax.Array | None = None, classes: np.ndarray | None = None,
+                 desc: str = "training one member") -> TrainedEnsemble:
     """One plain ERM member trained on rows (x, y) in place of the labeled ones (the
     refinement's student, the shift test's classifiers, the supervised ceilings). The data
     set's other rows still shape the input standardisation; its classes, or `classes`, the
@@ -267,5 +288,5 @@ def train_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,
     """
     rows = dataclasses.replace(dataset, x_labeled=x, y_labeled=np.asarray(y, np.int32),
                                classes=dataset.classes if classes is None else classes)
-    return train(config.replace(strategy="erm", num_heads=1), rows, key)
+    return train(config.replace(strategy="erm", num_heads=1), rows, key, desc)
 

@@ -5,16 +5,19 @@
 `--config` names a preset (`config.PRESETS`: default, smoke); each `--set field=value` overrides
 one field, typed from the dataclass (`Config.override`): `hidden=512,256`, `refine=false`,
 `rule.exact_prior=0`. Unknown fields and bad values stop the run with a message that lists the
-fields.
+fields. `--noprogress` turns the progress bars off (they are never drawn into a log file).
 """
 
 from absl import app
 from absl import flags
 
 from ambig_jax import config as config_lib
+from ambig_jax import progress
 
 _CONFIG = flags.DEFINE_enum("config", "default", list(config_lib.PRESETS),
                             "Preset configuration; 'smoke' trains in seconds.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Progress bars on a terminal (never in a log "
+                               "file or a pipe); --noprogress turns them off.")
 _SET = flags.DEFINE_multi_string("set", [], "Config override field=value (repeatable), e.g. "
                                  "--set steps=300 --set rule.decided=0.99.")
 
@@ -26,7 +29,8 @@ def overrides() -> list[str]:
 
 def build(*defaults: str) -> config_lib.Config:
     """The preset with the entry point's own `defaults` (field=value), then the user's `--set`
-    overrides applied; a bad override is a usage error."""
+    overrides applied; a bad override is a usage error. Also applies `--progress`."""
+    progress.set_enabled(_PROGRESS.value)
     try:
         return config_lib.get(_CONFIG.value, [*defaults, *_SET.value])
     except ValueError as e:
