@@ -5,6 +5,7 @@
 #   bash launch.sh                               # python -m experiments.run --dataset=all
 #   bash launch.sh experiments.run --dataset=23 --oracle=local
 #   ACCEL=cuda bash launch.sh experiments.benchmark --seeds=0,1,2
+#   bash launch.sh --install                     # install only (the Colab notebook does this)
 #
 # ACCEL=cpu|cuda|tpu forces a build; by default it is detected (nvidia-smi, TPU devices).
 set -euo pipefail
@@ -30,6 +31,7 @@ case "$accel" in
   *) echo "launch.sh: ACCEL must be cpu, cuda or tpu, got '$accel'" >&2; exit 2 ;;
 esac
 python3 -c 'import jax; print("jax", jax.__version__, "devices:", jax.devices())'
+if [[ "${1:-}" == "--install" ]]; then exit 0; fi
 
 module="${1:-experiments.run}"
 if [[ $# -gt 0 ]]; then shift; fi

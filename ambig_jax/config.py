@@ -73,7 +73,7 @@ class Config:
       hold fewer cross pairs, which makes the true pair dependent.
     schedule: the learning rate over the steps. "cosine" settles the heads but makes the ERM
       anchor over-confident, which inflates the estimate on sets no head explains (06), so
-      "constant" is the default (figures in the README).
+      "constant" is the default (figures in docs/method.md).
     refine: after the head is chosen, a fresh student learns the chosen head's confident
       target predictions and relabels the target set (`refinement`); it leaves out the
       `refine_drop` least confident share of each predicted class.

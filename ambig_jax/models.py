@@ -2,7 +2,7 @@
 
 Each member is an independent network (no shared trunk): members that share a backbone
 diversify less, and dense layers vmap well on every backend, while vmapping a convolution over
-stacked parameters is pathologically slow on XLA:CPU (the README's Speed section). The
+stacked parameters is pathologically slow on XLA:CPU (docs/method.md). The
 backbone follows the input's shape only: vectors and images both go through an MLP on the
 flattened, standardised input; `conv` is available for images when a measurement says it pays.
 """

@@ -6,7 +6,7 @@ head's confident target predictions only (plus the revealed labels) never sees t
 it labels them from the feature the head follows rather than copying its slips. The target
 set is the right place for this: there the two features are independent, so the confident
 rows teach the kept feature and nothing else; the labeled rows, where the features agree,
-would teach both (adding them cost accuracy: the README's Refinement section).
+would teach both (adding them cost accuracy: docs/refinement.md).
 """
 
 import dataclasses

@@ -4,7 +4,7 @@ Shapes: H heads, B rows, C classes, S the input's shape. Two maps, both averaged
 a head assigns to a class:
   gradient: |d log p_h(c | x) / d x| with respect to the standardised input the heads see.
     Cheap and classic, but on an MLP it mostly shows the first layer's random initial weights
-    on pixels the decision ignores (the README's "Pictures of a run" has set 01's figures).
+    on pixels the decision ignores (docs/saliency.md has set 01's figures).
   occlusion: the drop of log p_h(c | x) when one patch of x is replaced by the same patch of
     another row. It measures what the decision depends on: a head keeps its predictions when
     the half it ignores is swapped, and flips about half of them when the other is.

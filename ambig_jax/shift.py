@@ -11,7 +11,7 @@ half of each, and is scored on the other half, then the halves swap. Without a s
 balanced accuracy is 1/2 up to sampling noise; the target is called shifted above
 1/2 + `Rule.z_shifted` standard deviations of that noise. The weakest shifts are those of a
 digit against a noise level (08) or against a second digit inside an embedding (23); the
-README gives the z-scores measured on every set.
+docs/method.md gives the z-scores measured on every set.
 
 Shapes: N_l labeled rows, N_t target rows.
 """
