@@ -20,11 +20,18 @@ def set_enabled(enabled: bool) -> None:
     _enabled = bool(enabled)
 
 
+def _in_notebook() -> bool:
+    """Whether this process is a running Jupyter kernel (not merely one that imported it)."""
+    ipython = sys.modules.get("IPython")
+    shell = None if ipython is None else ipython.get_ipython()
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def shown(stream=None) -> bool:
     """Whether bars are drawn: enabled, and `stream` (stderr) is a terminal or a notebook's."""
     stream = sys.stderr if stream is None else stream
-    in_notebook = "ipykernel" in sys.modules
-    return _enabled and (in_notebook or bool(getattr(stream, "isatty", lambda: False)()))
+    is_terminal = bool(getattr(stream, "isatty", lambda: False)())
+    return _enabled and (is_terminal or _in_notebook())
 
 
 def bar(total: int, desc: str, unit: str = "step", stream=None) -> tqdm:
