@@ -35,6 +35,7 @@ def test_chunks_divide_the_steps():
     assert training.chunk_length(60, most_chunks=1) == 60
 
 
+@pytest.mark.slow  # two trainings of 60 steps; the bar test keeps chunked training in the fast tier
 def test_the_chunking_changes_nothing(tiny, monkeypatch):
     chunked = training.train(CONFIG, tiny)
     monkeypatch.setattr(training, "MOST_CHUNKS", 1)  # one scan over every step
