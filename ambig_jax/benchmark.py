@@ -57,22 +57,54 @@ def challenge_scores(rows: list[RunRecord]) -> dict[str, dict[int, float]]:
     return scores
 
 
+def tag(row: RunRecord) -> str:
+    """`<set id>/seed<seed>`, how a run is named in lists."""
+    return f"{row.dataset.id}/seed{row.config.seed}"
+
+
+def calibration(rows: list[RunRecord]) -> dict:
+    """How well the runs decided and estimated, over `rows` (runs of a benchmark, or replayed
+    runs): the challenge score summed over them; the points lost to decisions per seed and
+    their mean; the runs decided wrongly ('+' submitted below the set's default, '-' abstained
+    above it); the estimate's mean absolute error on submitted runs; how often the estimate's
+    interval (of mass `rule.interval`) covers the true accuracy, over all runs; and the runs
+    whose kept head is more than half a point below the best head. Runs are named
+    `<set>/seed<seed>`, after `<strategy>:` when `rows` mix strategies.
+    """
+    rows = scored(rows)
+    mixed = len({r.config.strategy for r in rows}) > 1
+    name = (lambda r: f"{r.config.strategy}:{tag(r)}") if mixed else tag
+    per_seed = {seed: float(sum(r.decision_loss for r in group))
+                for (seed,), group in sorted(_group(rows, "seed").items())}
+    submitted = [r for r in rows if r.submitted]
+    covered = [r.estimate.low <= r.true_accuracy <= r.estimate.high for r in rows]
+    return {
+        "score": float(sum(r.dataset.points * r.score for r in rows)),
+        "decision_loss_per_seed": per_seed,
+        "decision_loss_mean": float(np.mean(list(per_seed.values()))),
+        "wrong": [name(r) + ("+" if r.submitted else "-") for r in rows
+                  if r.submitted != (r.true_accuracy > r.dataset.default_score)],
+        "estimate_mae": (float(np.mean([abs(r.estimate.accuracy - r.true_accuracy)
+                                        for r in submitted])) if submitted else None),
+        "interval": sorted({r.config.rule.interval for r in rows}),
+        "coverage": float(np.mean(covered)),
+        "not_best_head": [name(r) for r in rows
+                          if r.head_accuracy < r.best_head_accuracy - 0.005],
+    }
+
+
 def summary(rows: list[RunRecord]) -> dict:
-    """Per strategy: score per seed and its mean, the points at stake, the points lost to
-    decisions (mean per seed), the mean absolute error of the accuracy estimate on submitted
-    sets, the largest labels count, mean times."""
+    """Per strategy: score per seed and its mean, the points at stake, the decisions'
+    `calibration`, the largest labels count, mean times."""
     result = {}
     scores = challenge_scores(rows)
     for (strategy,), group in sorted(_group(rows, "strategy").items()):
-        submitted = [r for r in group if r.submitted]
         seeds = scores[strategy]
         result[strategy] = {
             "score_per_seed": seeds,
             "score_mean": float(np.mean(list(seeds.values()))),
             "points": float(sum(r.dataset.points for r in group) / len(seeds)),
-            "decision_loss_mean": float(sum(r.decision_loss for r in group) / len(seeds)),
-            "estimate_mae": (float(np.mean([abs(r.estimate.accuracy - r.true_accuracy)
-                                            for r in submitted])) if submitted else None),
+            **calibration(group),
             "max_labels": max(r.labels_used for r in group),
             "compile_seconds_mean": float(np.mean([r.timings.compile for r in group])),
             "train_seconds_mean": float(np.mean([r.timings.train for r in group])),
@@ -108,13 +140,30 @@ def markdown(rows: list[RunRecord]) -> str:
     lines += ["", "| strategy | challenge score, mean (per seed) | of points | lost to decisions | "
               "estimate MAE (submitted) | max labels | train s / set | compile s / set | "
               "total s / set |", "|---|---|---|---|---|---|---|---|---|"]
-    for strategy, s in summary(rows).items():
+    summaries = summary(rows)
+    for strategy, s in summaries.items():
         per_seed = ", ".join(f"{v:.3f}" for _, v in sorted(s["score_per_seed"].items()))
         mae = "—" if s["estimate_mae"] is None else f"{s['estimate_mae']:.3f}"
         lines.append(f"| {strategy} | {s['score_mean']:.3f} ({per_seed}) | {s['points']:g} | "
                      f"{s['decision_loss_mean']:.3f} | {mae} | {s['max_labels']} | "
                      f"{s['train_seconds_mean']:.1f} | {s['compile_seconds_mean']:.1f} | "
                      f"{s['total_seconds_mean']:.1f} |")
+    lines += ["", calibration_table({**summaries, "all runs": calibration(rows)})]
+    return "\n".join(lines)
+
+
+def calibration_table(calibrations: dict[str, dict]) -> str:
+    """Markdown: one row of `calibration` figures per name (a strategy, a rule, all runs)."""
+    lines = ["| runs | challenge score (sum) | points lost to decisions per seed (mean) | "
+             "wrong decisions | estimate MAE (submitted) | interval covers the truth | "
+             "not the best head |", "|---|---|---|---|---|---|---|"]
+    for name, c in calibrations.items():
+        per_seed = ", ".join(f"{v:.3f}" for v in c["decision_loss_per_seed"].values())
+        mae = "—" if c["estimate_mae"] is None else f"{c['estimate_mae']:.3f}"
+        mass = "/".join(f"{m:.0%}" for m in c["interval"])
+        lines.append(f"| {name} | {c['score']:.3f} | {per_seed} ({c['decision_loss_mean']:.3f}) | "
+                     f"{' '.join(c['wrong']) or '—'} | {mae} | {c['coverage']:.0%} of "
+                     f"runs ({mass} interval) | {' '.join(c['not_best_head']) or '—'} |")
     return "\n".join(lines)
 
 

@@ -15,13 +15,14 @@ import pathlib
 
 import numpy as np
 
+from ambig_jax import benchmark
 from ambig_jax import disambiguation
 from ambig_jax import pipeline
 from ambig_jax import shift
 from ambig_jax.config import Config
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
-from ambig_jax.record import RunRecord
+from ambig_jax.record import Query, RunRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,17 +38,13 @@ class SavedRun:
         """The generated sets' folder (public/ and hidden/) the run read."""
         return pathlib.Path(self.record.dataset.path).parent.parent  # <root>/public/<id>_<name>
 
-    @property
-    def tag(self) -> str:
-        return f"{self.record.dataset.id}/seed{self.record.config.seed}"
-
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What one rule makes of a saved run."""
+    config: Config  # the config replayed under
     resolution: disambiguation.Resolution
     accuracy: float  # credited: the run's written accuracy if it kept this head, else the head's
-    best_head: bool  # the kept head is within 0.5 point of the best head
 
 
 def load_run(run_dir) -> SavedRun:
@@ -116,25 +113,25 @@ def replay(run: SavedRun, config: Config | None = None) -> Outcome:
         run.record.dataset.default_score, config.rule, held_out=held_out(run, config))
     head = resolution.chosen_head
     head_accuracy = (run.probs.argmax(-1) == run.truth[None]).mean(axis=1)
-    return Outcome(resolution=resolution,
+    return Outcome(config=config, resolution=resolution,
                    accuracy=(run.record.true_accuracy if head == run.record.chosen_head
-                             else float(head_accuracy[head])),
-                   best_head=bool(head_accuracy[head] >= head_accuracy.max() - 0.005))
+                             else float(head_accuracy[head])))
+
+
+def as_record(run: SavedRun, outcome: Outcome) -> RunRecord:
+    """The run's record as the replayed rule would have written it (the credited accuracy as
+    the written one), for the benchmark's aggregations."""
+    resolution, classes = outcome.resolution, run.record.dataset.classes
+    return dataclasses.replace(
+        run.record, config=outcome.config,
+        queries=tuple(Query(row=int(row), label=classes[i]) for row, i in resolution.queries),
+        posteriors=tuple(tuple(float(w) for w in p) for p in resolution.posteriors),
+        chosen_head=resolution.chosen_head, estimate=resolution.estimate,
+        decision=resolution.decision, true_accuracy=outcome.accuracy)
 
 
 def summarize(runs: list[SavedRun], outcomes: list[Outcome]) -> dict:
-    """Challenge score (sum of points x credited accuracy if submitted, else default), the
-    runs decided wrongly ('+' submitted below the default, '-' abstained above it), the mean
-    absolute error of the estimate on submitted runs, and the runs not keeping a best head."""
-    score, errors, wrong, not_best = 0.0, [], [], []
-    for run, out in zip(runs, outcomes):
-        info, submit = run.record.dataset, out.resolution.decision.submit
-        score += info.points * (out.accuracy if submit else info.default_score)
-        if submit != (out.accuracy > info.default_score):
-            wrong.append(run.tag + ("+" if submit else "-"))
-        if submit:
-            errors.append(abs(out.resolution.estimate.accuracy - out.accuracy))
-        if not out.best_head:
-            not_best.append(run.tag)
-    return {"score": score, "wrong": wrong, "not_best_head": not_best,
-            "estimate_mae": float(np.mean(errors)) if errors else None}
+    """`benchmark.calibration` of the replayed runs: the challenge score, points lost to
+    decisions per seed, wrong decisions, the estimate's error and interval coverage, and the
+    runs not keeping a best head."""
+    return benchmark.calibration([as_record(r, o) for r, o in zip(runs, outcomes)])

@@ -7,9 +7,11 @@ Each run folder (written by `experiments.run` or `experiments.benchmark` on gene
 played again under its own config (the first row, which repeats the runs), then once per
 `--rule`: space-separated `field=value` overrides of each run's own config, typed as
 everywhere else (`Config.override`). Only what the label loop reads may change: `rule.*`,
-`budget` and `shift_test`. Prints, per rule, the challenge score summed over the runs, the runs
-decided wrongly ('+' submitted below the default score, '-' abstained above it), the
-estimate's mean absolute error on submitted runs and the runs not keeping a best head.
+`budget` and `shift_test`. Prints, per rule, the decisions' calibration
+(`benchmark.calibration`): the challenge score summed over the runs, the points lost to
+decisions per seed, the runs decided wrongly ('+' submitted below the default score, '-'
+abstained above it), the estimate's mean absolute error on submitted runs, how often its
+interval covers the true accuracy, and the runs not keeping a best head.
 `--shift_test=compute` runs the shift test again on every run's set (4-15 s each), for runs
 made without it.
 """
@@ -20,6 +22,7 @@ import os
 from absl import app
 from absl import flags
 
+from ambig_jax import benchmark
 from ambig_jax import replay
 
 _RUNS = flags.DEFINE_list("runs", ["outputs/*_*"], "Glob patterns of run folders.")
@@ -52,19 +55,14 @@ def main(argv):
             tested.append(run)
         runs = tested
     print(f"{len(runs)} runs, shift test {_SHIFT_TEST.value}")
-    print("| rule | challenge score | wrong decisions | estimate MAE | not the best head |")
-    print("|---|---|---|---|---|")
+    calibrations = {}
     for rule in [[]] + rules:
         try:
             outcomes = [replay.replay(run, run.record.config.override(rule)) for run in runs]
         except ValueError as e:
             raise app.UsageError(str(e)) from None
-        s = replay.summarize(runs, outcomes)
-        mae = "—" if s["estimate_mae"] is None else f"{s['estimate_mae']:.3f}"
-        name = " ".join(rule) or "the runs' own"
-        print(f"| {name} | {s['score']:.3f} | "
-              f"{' '.join(s['wrong']) or '—'} | {mae} | "
-              f"{' '.join(s['not_best_head']) or '—'} |")
+        calibrations[" ".join(rule) or "the runs' own rule"] = replay.summarize(runs, outcomes)
+    print(benchmark.calibration_table(calibrations))
 
 
 if __name__ == "__main__":

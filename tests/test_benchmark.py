@@ -37,6 +37,21 @@ def test_summary_and_markdown():
     assert "| 06_set | 0.650 [0.640] (0.660) AS | 0.900 [0.890] (0.910) S |" in table
     # seed 1 submitted set 6 at 0.60 < 0.80 on 2 points: 0.4 lost, 0.2 per seed
     assert "| divdis | 2.380 (2.590, 2.170) | 3 | 0.200 | 0.037 | 5 |" in table
+    assert "| divdis | 4.760 | 0.000, 0.400 (0.200) | 6/seed1+ | 0.037 |" in table
+    assert "| all runs | 7.360 | 0.000, 0.400 (0.200) | divdis:6/seed1+ |" in table  # erm: none
+
+
+def test_calibration_of_decisions_and_estimates():
+    c = benchmark.calibration(ROWS[:4])  # divdis
+    assert c["decision_loss_per_seed"] == {0: 0.0, 1: pytest.approx(0.4)}
+    assert c["wrong"] == ["6/seed1+"] and c["interval"] == [0.9]
+    # intervals: [0.90, 1.00] holds 0.99, [0.85, 0.95] misses 0.70, [0.94, 1.00] holds 0.97
+    assert c["coverage"] in (0.5, 0.75)  # the last, [0.60, 0.70] at 0.60, sits on its edge
+    missed = fake_record(2, "divdis", 1, 0.50, False, estimated=0.9)
+    assert benchmark.calibration([missed])["wrong"] == []  # abstained below the default
+    assert benchmark.calibration([missed])["coverage"] == 0.0
+    kept_worse = dataclasses.replace(ROWS[0], head_accuracies=(0.90, 0.99))
+    assert benchmark.calibration([kept_worse])["not_best_head"] == ["1/seed0"]
 
 
 @pytest.mark.slow

@@ -56,11 +56,18 @@ def test_summary_counts_wrong_decisions(toy_run):
     out = replay.replay(run)
     decision = dataclasses.replace(out.resolution.decision,
                                    submit=not out.resolution.decision.submit)
-    flipped = replay.Outcome(resolution=dataclasses.replace(out.resolution, decision=decision),
-                             accuracy=out.accuracy, best_head=False)
+    worst = int(np.argmin(run.record.head_accuracies))
+    flipped = dataclasses.replace(out, resolution=dataclasses.replace(
+        out.resolution, decision=decision, chosen_head=worst))
     right, wrong = replay.summarize([run], [out]), replay.summarize([run], [flipped])
     assert len(wrong["wrong"]) == 1 - len(right["wrong"])
-    assert wrong["not_best_head"] == ["0/seed0"]
+    assert wrong["not_best_head"] == ["0/seed0"] and right["not_best_head"] == []
+    est, truth = out.resolution.estimate, run.record.true_accuracy
+    assert right["coverage"] == float(est.low <= truth <= est.high)
+    assert right["interval"] == [SMOKE.rule.interval]
+    assert set(right["decision_loss_per_seed"]) == {0}
+    record = replay.as_record(run, out)  # the run's own rule gives back the run's record
+    assert record == dataclasses.replace(run.record, timings=record.timings)
 
 
 def test_load_run_names_what_is_missing(toy_run, tmp_path):
