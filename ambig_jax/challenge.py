@@ -47,10 +47,19 @@ class Failure:
         return cls(dataset_id, name, points, default, f"{type(error).__name__}: {error}")
 
 
+def check_oracle_choice(kind: str, url: str | None) -> None:
+    """Raises on an oracle that no set could use (checked once, before any set runs)."""
+    if kind not in ("local", "http"):
+        raise ValueError(f"oracle must be 'local' or 'http', got {kind!r}")
+    if kind == "http" and not url:
+        raise oracle_lib.OracleError("--oracle=http needs --oracle_url")
+
+
 def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budget: int,
                 url: str | None = None, truth: np.ndarray | None = None,
                 num_rows: int | None = None) -> oracle_lib.Oracle:
     """The oracle for one set; the local one answers from `truth` (the hidden labels)."""
+    check_oracle_choice(kind, url)
     ledger = oracle_lib.Ledger(pathlib.Path(output_dir) / "labels.sqlite")
     if kind == "local":
         if truth is None:
@@ -58,12 +67,8 @@ def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budge
                 f"{data_dir}: no hidden/{dataset_id}.npy, so the local oracle cannot answer; "
                 "use --oracle=http with --oracle_url, or a generated data folder")
         source = oracle_lib.LocalSource({dataset_id: truth})
-    elif kind == "http":
-        if not url:
-            raise oracle_lib.OracleError("--oracle=http needs --oracle_url")
-        source = oracle_lib.HttpSource(url)
     else:
-        raise ValueError(f"oracle must be 'local' or 'http', got {kind!r}")
+        source = oracle_lib.HttpSource(url)
     return oracle_lib.Oracle(source, ledger, dataset_id, classes=classes, budget=budget,
                              num_rows=num_rows)
 
@@ -73,10 +78,7 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
              log=print) -> list[RunRecord | Failure]:
     """Solves each set and writes its outputs (`run_set`); a set that fails is logged and
     returned as a `Failure`, and the others still run."""
-    if oracle_kind not in ("local", "http"):
-        raise ValueError(f"oracle must be 'local' or 'http', got {oracle_kind!r}")
-    if oracle_kind == "http" and not oracle_url:
-        raise oracle_lib.OracleError("--oracle=http needs --oracle_url")
+    check_oracle_choice(oracle_kind, oracle_url)
     if data_dir is None:
         data_dir = cache.generated_dir(DEFAULT_DATA_SEED)
         for dataset_id in ids:

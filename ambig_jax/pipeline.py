@@ -80,6 +80,9 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
              if 0 <= row < probs.shape[1]}
     if known:
         log(f"[{dataset.name}] reusing {len(known)} labels from the ledger")
+    if oracle.spent() > len(known):
+        log(f"[{dataset.name}] {oracle.spent() - len(known)} datums the server may have counted "
+            "got no usable answer; they count against the budget")
 
     def ask(row: int) -> int | None:
         if oracle.remaining() == 0:
