@@ -12,7 +12,10 @@ import json
 import os
 import pathlib
 import platform
+import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ambig_jax import challenge
@@ -222,18 +225,28 @@ def time_heads(dataset, base: Config, strategy: str, heads: list[int],
     heads[0] is 1, the ratio of the vmapped run to H separate one-head runs, without and with
     compilation (H separate runs would also compile H times). The ratio is None where the
     one-head run reads fewer rows per step (divdis: one head has no pair) and so is no
-    baseline."""
+    baseline. Each row also gives the arithmetic: XLA's FLOPs per step, the rate achieved,
+    and the rate of a plain batched matmul of the first dense layer's shape
+    ([H, rows, inputs] x [H, inputs, width], `matmul_rate`), what the step's largest
+    product could reach on this machine."""
     rows = []
     for num_heads in heads:
         config = base.replace(strategy=strategy, num_heads=num_heads)
         runs = [training.train(config, dataset) for _ in range(repeats)]
         train = min(r.train_seconds for r in runs)
         pool = config.batch_pool if training.uses_pool(config) else 0
+        flops = runs[0].flops_per_step
+        kernel = _first_dense_kernel(runs[0].params)  # [H, inputs, width]
+        shape = (num_heads, config.batch_labeled + pool) + kernel.shape[1:]
         rows.append({"strategy": strategy, "heads": num_heads, "train_seconds": train,
-                     "compile_seconds": min(r.compile_seconds for r in runs),
+                     "compile_seconds": runs[0].compile_seconds,  # later runs reuse it
                      "rows_per_step": config.batch_labeled + pool,
                      "images_per_second_per_head":
-                         config.steps * (config.batch_labeled + pool) / train})
+                         config.steps * (config.batch_labeled + pool) / train,
+                     "gflop_per_step": None if flops is None else flops / 1e9,
+                     "gflops_achieved": None if flops is None else
+                         flops * config.steps / train / 1e9,
+                     "matmul_shape": shape, "matmul_gflops": matmul_rate(*shape)})
     base = rows[0] if heads[0] == 1 else None
     for row in rows:
         comparable = base is not None and base["rows_per_step"] == row["rows_per_step"]
@@ -243,6 +256,28 @@ def time_heads(dataset, base: Config, strategy: str, heads: list[int],
             None if not comparable else (row["train_seconds"] + row["compile_seconds"])
             / (row["heads"] * (base["train_seconds"] + base["compile_seconds"])))
     return rows
+
+
+def _first_dense_kernel(params):
+    """The first [H, inputs, width] weight matrix of the stacked members (a dense layer's)."""
+    return next(leaf for leaf in jax.tree.leaves(params) if leaf.ndim == 3)
+
+
+def matmul_rate(heads: int, rows: int, inputs: int, width: int, repeats: int = 20) -> float:
+    """GFLOP/s of a plain jitted batched matmul [heads, rows, inputs] x [heads, inputs, width]
+    in float32 (best of `repeats`, after a warm-up): the rate the step's largest product
+    could reach here."""
+    key_a, key_b = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(key_a, (heads, rows, inputs), jnp.float32)
+    b = jax.random.normal(key_b, (heads, inputs, width), jnp.float32)
+    product = jax.jit(lambda a, b: jnp.einsum("hri,hiw->hrw", a, b))
+    product(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * heads * rows * inputs * width / best / 1e9
 
 
 def supervised_ceilings(config: Config, dataset: Dataset, y_target: np.ndarray,

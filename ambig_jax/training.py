@@ -42,6 +42,7 @@ class TrainedEnsemble:
     standardizer: models.Standardizer
     compile_seconds: float
     train_seconds: float
+    flops_per_step: float | None = None  # XLA's count for one step of all heads, if it gives one
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Class probabilities [H, N, C] of every head on raw inputs x [N, *S]."""
@@ -275,7 +276,21 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
     check_finite(metrics)
     return TrainedEnsemble(config=config, module=module, params=state.params,
                            standardizer=standardizer,
-                           compile_seconds=t1 - t0, train_seconds=t2 - t1)
+                           compile_seconds=t1 - t0, train_seconds=t2 - t1,
+                           flops_per_step=_flops_per_step(compiled))
+
+
+def _flops_per_step(compiled) -> float | None:
+    """XLA's FLOP count of a compiled chunk. Its cost analysis counts a loop's body once, so
+    for the chunk's scan this is one training step; None where the backend gives no count."""
+    try:
+        analysis = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001: not every backend implements it
+        return None
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else None
+    flops = None if not analysis else analysis.get("flops")
+    return float(flops) if flops and flops > 0 else None
 
 
 def train_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,

@@ -103,6 +103,14 @@ def test_time_heads_reports_ratios_against_one_head():
     np.testing.assert_allclose(erm[1]["vs_separate_runs"],
                                erm[1]["train_seconds"] / (2 * erm[0]["train_seconds"]))
     assert benchmark.time_heads(ds, five, "erm", [2], repeats=1)[0]["vs_separate_runs"] is None
+    # the arithmetic: MLP 10 -> 256 -> 128 -> 2 per head, forward and backward on the rows
+    weights = 10 * 256 + 256 * 128 + 128 * 2
+    for r, heads in zip(erm, (1, 2)):
+        assert r["matmul_shape"] == (heads, 128, 10, 256) and r["matmul_gflops"] > 0
+        expected = 6 * weights * 128 * heads  # ~2 FLOPs per weight and row, 3 passes
+        assert 0.5 * expected < r["gflop_per_step"] * 1e9 < 2 * expected
+        np.testing.assert_allclose(r["gflops_achieved"],
+                                   r["gflop_per_step"] * 5 / r["train_seconds"])
 
 
 @pytest.mark.slow
