@@ -306,10 +306,10 @@ class Oracle:
         others = set(answer.previously_revealed) - {datum_id}
         for other in others:
             self._check_datum(other)
-        if len(others) + 1 > self.budget:
+        if len(others) + 1 > MAX_BUDGET:  # the server's budget, whatever this run's is
             raise OracleError(f"data set {self.dataset_id}: the server reports "
                               f"{len(others) + 1} datums revealed, over the budget of "
-                              f"{self.budget}; its answer is not recorded")
+                              f"{MAX_BUDGET} (the challenge's); its answer is not recorded")
 
     def reveal(self, datum_id: int) -> int:
         """The label (original value) of target row `datum_id`, asking the source at most once.

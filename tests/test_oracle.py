@@ -267,6 +267,18 @@ def test_loose_answers_are_rejected_and_record_nothing(tmp_path, payload, messag
         assert client.ledger.entries(source.server, "alice", 1) == {3: None}  # only the ask
 
 
+def test_a_run_with_a_smaller_budget_accepts_what_the_server_granted_elsewhere(tmp_path):
+    payload = {"exercise_id": 1, "datum_id": 3, "label": 1, "previously revealed": [4, 5, 6]}
+    with servers.scripted_server(servers.json_answer(payload)) as (url, _):
+        source = oracle.HttpSource(url, "alice", "s3cret-pw")
+        client = oracle.Oracle(source, oracle.Ledger(tmp_path / "l.sqlite"), 1,
+                               classes=[0, 1], budget=2, num_rows=20)
+        assert client.reveal(3) == 1  # 4 of the server's 5: a legal answer
+        assert client.spent() == 4 and client.remaining() == 0
+        with pytest.raises(oracle.BudgetExhausted):
+            client.reveal(7)
+
+
 def test_redirects_are_not_followed(tmp_path):
     with servers.scripted_server(servers.json_answer({})) as (elsewhere, received):
         redirect = lambda form: (307, {"Location": f"{elsewhere}/reveal/"}, b"")  # noqa: E731
