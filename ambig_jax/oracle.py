@@ -294,8 +294,9 @@ class Oracle:
                               "integer")
         datum_id = int(datum_id)
         if datum_id < 0 or (self.num_rows is not None and datum_id >= self.num_rows):
+            last = "N" if self.num_rows is None else self.num_rows - 1
             raise OracleError(f"data set {self.dataset_id}: datum {datum_id} is outside the "
-                              f"target rows 0..{'N' if self.num_rows is None else self.num_rows - 1}")
+                              f"target rows 0..{last}")
         return datum_id
 
     def _check(self, answer: Answer, datum_id: int) -> None:

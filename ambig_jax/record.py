@@ -149,14 +149,13 @@ def from_solution(solution, truth: np.ndarray | None, oracle: str) -> RunRecord:
     """The record of a `pipeline.Solution`; `truth` [N] original labels of the target, if
     known, scores the written predictions and every head."""
     ds, resolution = solution.dataset, solution.resolution
+    predictions = solution.head_probs.argmax(-1)  # [H, N]
     head_accuracies = true_accuracy = None
     if truth is not None:
         y = ds.to_index(truth)
-        head_accuracies = tuple(float(a) for a in
-                                (solution.head_probs.argmax(-1) == y[None]).mean(axis=1))
+        head_accuracies = tuple(float(a) for a in (predictions == y[None]).mean(axis=1))
         true_accuracy = float(np.mean(solution.predictions == truth))
     refined = solution.refinement
-    predictions = solution.head_probs.argmax(-1)  # [H, N]
     agreement = (predictions[:, None] == predictions[None]).mean(axis=-1)
     return RunRecord(
         dataset=SetInfo(id=ds.id, name=ds.name, classes=tuple(int(c) for c in ds.classes),

@@ -112,10 +112,9 @@ def replay(run: SavedRun, config: Config | None = None) -> Outcome:
         run.probs, lambda row: int(run.truth[row]), config.budget, rng,
         run.record.dataset.default_score, config.rule, held_out=held_out(run, config))
     head = resolution.chosen_head
-    head_accuracy = (run.probs.argmax(-1) == run.truth[None]).mean(axis=1)
     return Outcome(config=config, resolution=resolution,
                    accuracy=(run.record.true_accuracy if head == run.record.chosen_head
-                             else float(head_accuracy[head])))
+                             else run.record.head_accuracies[head]))
 
 
 def as_record(run: SavedRun, outcome: Outcome) -> RunRecord:

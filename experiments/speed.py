@@ -6,8 +6,8 @@ For each strategy and H, trains H heads in one compiled scan and reports the ste
 training time (compile separately), images per second per head (labeled + pool rows of
 every step), and the ratio of the vmapped run's time to H separate one-head runs
 (H x the time of H=1): below 1, stacking heads pays; then the arithmetic: XLA's FLOPs per
-step, the rate achieved, and a plain batched matmul of the first dense layer's shape. Runs 300 steps unless `--set steps=...`;
-every other `Config` field comes from `--config` and `--set` (`experiments.config_flags`).
+step, the rate achieved, and a plain batched matmul of the first dense layer's shape. Runs 300
+steps unless `--set steps=...`; every other `Config` field comes from `--config` and `--set` (`experiments.config_flags`).
 """
 
 from absl import app
