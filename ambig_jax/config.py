@@ -34,7 +34,13 @@ class Rule:
     uninformative_gain: below this best gain the heads agree everywhere: rows are sampled.
     z_shifted: the shift test calls the target shifted above 1/2 + z_shifted standard
       deviations of the labeled-vs-target classifier's no-shift noise (`shift`).
-    interval: probability mass of the estimate's interval; its low end must beat the default.
+    unidentified_prior: prior probability that no head is the label's feature (the data do
+      not identify it, as on 06 and 07); the labels weigh it against the heads
+      (`disambiguation.unidentified_weight`).
+    margin: the estimate's mean must beat the set's default score by more than this to submit
+      (0: the decision that maximises the expected score under the estimate).
+    interval: probability mass of the reported interval (its coverage is measured; it does
+      not decide).
     """
     prior_noise: float = 0.02
     prior_strength: float = 5.0
@@ -44,10 +50,13 @@ class Rule:
     near_best_gain: float = 0.05
     uninformative_gain: float = 1e-4
     z_shifted: float = 3.0
-    interval: float = 0.9
+    unidentified_prior: float = 0.1
+    margin: float = 0.0
+    interval: float = 0.8
 
     def __post_init__(self):
-        for name in ("decided", "exact_prior", "query_noise", "interval"):
+        for name in ("decided", "exact_prior", "query_noise", "interval",
+                     "unidentified_prior"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"rule.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.prior_noise < 1.0 or self.prior_strength <= 0:

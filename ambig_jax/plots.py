@@ -157,6 +157,8 @@ def _html(run: RunRecord, figures: dict[str, str]) -> str:
             ("estimated accuracy", f"{est.accuracy:.3f} [{est.low:.3f}, {est.high:.3f}]"),
             ("weight of the exact reading", f"{est.exact_weight:.2f} (the heads' "
              "probabilities read as exact rather than calibrated)"),
+            ("no head the label's feature", f"{est.unidentified:.2f} (posterior probability "
+             "that the data do not identify the label)"),
             ("shift test", "not run" if run.shift is None else run.shift.describe()),
             ("true accuracy", "unknown" if run.true_accuracy is None
              else f"{run.true_accuracy:.3f}"),

@@ -115,6 +115,10 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: dict) -> "RunRecord":
+        estimate = data.get("estimate")
+        if isinstance(estimate, dict) and "explained" in estimate:
+            # Records before 2026-12-02's decision rule carried a count rule's verdict.
+            data = {**data, "estimate": {k: v for k, v in estimate.items() if k != "explained"}}
         return serialization.from_json(cls, data, "report")
 
     def write(self, run_dir) -> pathlib.Path:

@@ -21,7 +21,7 @@ def fake_record(seed: int, strategy: str, dataset_id: int, accuracy: float, subm
         chosen_head=0,
         estimate=dis.Estimate(accuracy=estimated, low=estimated - 0.05,
                               high=min(estimated + 0.05, 1.0), label_errors=0,
-                              num_labels=labels, explained=True),
+                              num_labels=labels),
         decision=dis.Decision(submitted, "test"),
         shift=None, refinement=None, agreement=((1.0, 0.5), (0.5, 1.0)),
         true_accuracy=accuracy, head_accuracies=(accuracy - 0.01, accuracy + 0.01),

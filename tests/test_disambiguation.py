@@ -5,7 +5,10 @@ from ambig_jax import disambiguation as dis
 from ambig_jax.config import Rule
 
 RULE = Rule()
-CALIBRATED = Rule(exact_prior=0.0)  # trusts the heads' probabilities as given
+# One head is the label's feature (no "unidentified" hypothesis), its probabilities read either
+# way or trusted as given.
+HEADS = Rule(unidentified_prior=0.0)
+CALIBRATED = Rule(exact_prior=0.0, unidentified_prior=0.0)
 
 
 def heads_from_predictions(*predictions, num_classes=2, confidence=0.99):
@@ -71,24 +74,52 @@ def test_estimate_on_synthetic_agreement_patterns():
     probs = heads_from_predictions(TRUTH, HEAD1, confidence=0.999)
     kept = np.eye(2)[TRUTH]  # the submitted predictions, as sure probabilities
     sure = dis.estimate_accuracy(probs, np.array([1.0, 0.0]), kept, {6: 0, 8: 1})
-    assert 0.97 < sure.accuracy <= 1.0 and sure.low < sure.accuracy < sure.high
-    assert sure.explained and sure.label_errors == 0
+    assert 0.97 < sure.accuracy <= 1.0 and sure.low < sure.accuracy <= sure.high
+    assert sure.label_errors == 0 and sure.unidentified < RULE.unidentified_prior
     # Undecided between two heads that disagree on 40% of rows: about 0.8 expected.
     split = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), kept, {})
     assert abs(split.accuracy - 0.8) < 0.03
-    # Labels that contradict every head: not explained.
+    assert split.unidentified == pytest.approx(RULE.unidentified_prior)  # no labels, no evidence
+    # Labels that contradict every head: a worse estimate.
     contradicted = dis.estimate_accuracy(probs, np.array([0.5, 0.5]), kept,
                                          {0: 1, 1: 0, 2: 1, 3: 0})
-    assert not contradicted.explained and contradicted.label_errors == 4
-    assert contradicted.accuracy < split.accuracy
+    assert contradicted.label_errors == 4 and contradicted.accuracy < split.accuracy
 
 
-def test_decisions():
-    good = dis.Estimate(0.95, 0.9, 0.98, 0, 5, True)
-    assert dis.decide(good, 0.8).submit
-    assert not dis.decide(good, 0.92).submit
-    unexplained = dis.Estimate(0.95, 0.9, 0.98, 3, 5, False)
-    assert not dis.decide(unexplained, 0.5).submit
+# Two heads per feature (0, 1 follow the truth; 2, 3 the other feature), disagreeing on the
+# second half of the rows.
+FEATURES = np.array([TRUTH, TRUTH, HEAD1, HEAD1])
+
+
+def test_a_sure_error_where_the_heads_split_says_no_head_is_the_label():
+    probs = heads_from_predictions(*FEATURES, confidence=0.999)
+    right = {6: 0, 7: 0, 8: 1}
+    agrees = dis.unidentified_weight(probs, right)
+    # The heads' hypothesis predicts these labels at ~1/2 (half the heads), the other at 1/2.
+    assert agrees < RULE.unidentified_prior
+    with_error = dis.unidentified_weight(probs, right | {9: 0})
+    assert with_error > 2 * RULE.unidentified_prior
+    # The same error where the head that got it wrong was unsure barely counts against it.
+    unsure = probs.copy()
+    unsure[:2, 9] = [0.45, 0.55]
+    assert dis.unidentified_weight(unsure, right | {9: 0}) < with_error / 2
+    assert dis.unidentified_weight(probs, right, Rule(unidentified_prior=0.0)) == 0.0
+    # The estimate moves towards the kept head's vote share (1/2 on disputed rows: 0.8).
+    posterior, kept = np.array([0.5, 0.5, 0.0, 0.0]), probs[0]
+    high = dis.estimate_accuracy(probs, posterior, kept, right)
+    low = dis.estimate_accuracy(probs, posterior, kept, right | {9: 0})
+    assert low.unidentified == pytest.approx(with_error)
+    assert high.accuracy > 0.95 and 0.8 < low.accuracy < high.accuracy - 0.05
+    assert low.low < 0.85 < low.high  # the interval spans both hypotheses
+
+
+def test_decisions_follow_the_estimate_mean_with_no_count_rule():
+    good = dis.Estimate(0.95, 0.7, 0.98, label_errors=2, num_labels=5)
+    assert dis.decide(good, 0.8).submit  # a low interval end or two errors do not abstain
+    assert not dis.decide(good, 0.95).submit
+    assert not dis.decide(good, 0.9, Rule(margin=0.06)).submit
+    assert dis.decide(good, 0.9, Rule(margin=0.04)).submit
+    assert "margin 0.04" in dis.decide(good, 0.9, Rule(margin=0.04)).reason
 
 
 def test_noise_posterior_is_the_prior_without_labels_and_weighs_errors_by_doubt():
@@ -134,18 +165,18 @@ def test_labels_that_a_hedging_head_gets_right_favour_the_exact_reading():
     calibrated = dis.estimate_accuracy(probs, posterior, kept, right,
                                      CALIBRATED)
     assert calibrated.exact_weight == 0.0 and calibrated.accuracy < 0.72
-    both = dis.estimate_accuracy(probs, posterior, kept, right)
+    both = dis.estimate_accuracy(probs, posterior, kept, right, HEADS)
     # evidence ratio (1/0.7)^5 ~ 6 (less with the noise floor): the exact reading leads
     assert 0.8 < both.exact_weight < 0.9
     assert both.accuracy > calibrated.accuracy + 0.2 and both.low < both.accuracy
     # Labels the head gets wrong favour the calibrated reading (it expected 30% of them).
     wrong = {row: 1 - int(TRUTH[row]) for row in range(2)} | {2: int(TRUTH[2])}
-    assert dis.estimate_accuracy(probs, posterior, kept, wrong).exact_weight < 0.5
+    assert dis.estimate_accuracy(probs, posterior, kept, wrong, HEADS).exact_weight < 0.5
     # A sure head reads the same either way.
     sure = heads_from_predictions(TRUTH, HEAD1, confidence=1.0)
     one = dis.estimate_accuracy(sure, posterior, sure[0], right,
                                      CALIBRATED)
-    two = dis.estimate_accuracy(sure, posterior, sure[0], right)
+    two = dis.estimate_accuracy(sure, posterior, sure[0], right, HEADS)
     assert one.accuracy == pytest.approx(two.accuracy) and two.exact_weight == pytest.approx(0.5)
 
 
