@@ -26,6 +26,8 @@ class Rule:
       weigh, or sets where no head is right (06, 07) would be submitted.
     decided: posterior mass on one head from which queries go to random rows (1: never; the
       largest-gain rows check the leader where the heads it left behind disagree with it).
+    check_from: posterior mass on one head from which queries test whether any head is the
+      label's feature (`disambiguation.identification_query`) rather than which one.
     exact_prior: prior weight of the estimate's "exact" reading of the heads' probabilities
       (the head is the hypothesis; its doubt is an artefact of the diversity term).
     query_noise: eps of the likelihood while choosing queries and heads.
@@ -45,6 +47,7 @@ class Rule:
     prior_noise: float = 0.02
     prior_strength: float = 5.0
     decided: float = 1.0
+    check_from: float = 0.95
     exact_prior: float = 0.5
     query_noise: float = 0.05
     near_best_gain: float = 0.05
@@ -55,7 +58,7 @@ class Rule:
     interval: float = 0.8
 
     def __post_init__(self):
-        for name in ("decided", "exact_prior", "query_noise", "interval",
+        for name in ("decided", "check_from", "exact_prior", "query_noise", "interval",
                      "unidentified_prior"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"rule.{name} must be in [0, 1], got {getattr(self, name)}")

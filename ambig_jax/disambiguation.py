@@ -27,9 +27,11 @@ head is: the data do not identify the label (sets 06 and 07), and each row's lab
 of a head drawn at random (`vote_share`). The heads' hypotheses predict a label where their
 head is sure; this one predicts each of the disputed classes at its share of the heads. An error
 that a sure head makes where the heads are split moves weight to it; an error where the kept
-head was unsure barely does. The kept head's accuracy under it is its mean vote share. The
-estimate mixes the two by their posterior, and submitting when the mean beats the set's default
-score (`decide`) maximises the expected challenge score, which is linear in the accuracy.
+head was unsure barely does. Once a head leads, the last labels test exactly this
+(`identification_query`). Under it the kept head scores its agreement with a head drawn at
+random (mean: its vote share). The estimate mixes the two by their posterior, and submitting
+when the mean beats the set's default score (`decide`) maximises the expected challenge score,
+which is linear in the accuracy.
 """
 
 import dataclasses
@@ -40,6 +42,7 @@ import numpy as np
 from ambig_jax.config import Rule
 
 DEFAULT_RULE = Rule()
+CHECK_TIES = 0.95  # identification checks draw among rows this close to the most informative
 
 
 def _likelihood(probs: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
@@ -107,9 +110,11 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
     (head A says x while B says y, or the reverse) that has been asked least, so the labels
     cover every kind of disagreement. Once one head leads, the largest gain lies where the
     heads left behind still disagree with it: a label there checks the leader where it is most
-    likely wrong (on sets 06/07, where no head is right, such checks find its errors). When the
-    heads agree everywhere, or the posterior has put mass >= `decided` on one head, picks a
-    random row instead (`rule.uninformative_gain`, `rule.decided`).
+    likely wrong (on sets 06/07, where no head is right, such checks find its errors). Once one
+    head holds `rule.check_from` of the posterior, asks instead whether any head is the label's
+    feature (`identification_query`). When the heads agree everywhere, or the posterior has put
+    mass >= `decided` on one head, picks a random row (`rule.uninformative_gain`,
+    `rule.decided`).
     """
     num_rows = probs.shape[1]
     asked = np.zeros(num_rows, bool)
@@ -120,12 +125,44 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
     best = gain.max()
     if best < rule.uninformative_gain or posterior.max() >= rule.decided:
         return int(rng.choice(np.flatnonzero(~asked)))
+    if posterior.max() >= rule.check_from:
+        return identification_query(probs, posterior, revealed, rng, rule)
     patterns = disagreement_pattern(probs, posterior)
     counts = np.bincount(patterns[asked], minlength=patterns.max() + 1)[patterns]
     near = gain >= best - rule.near_best_gain
     # lexicographic: fewest earlier queries of the pattern, then largest gain, then lowest row
     order = np.lexsort((np.arange(num_rows), -gain, counts, ~near))
     return int(order[0])
+
+
+def identification_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
+                         rng: np.random.Generator, rule: Rule = DEFAULT_RULE) -> int:
+    """A row whose label tells most whether any head is the label's feature at all.
+
+    The expected information about that question (`unidentified_weight`) between the heads'
+    prediction (the posterior mixture, calibrated, with `rule.query_noise`) and the vote share:
+    largest where the leading heads are sure and the others split. Only rows where every head
+    that still matters (posterior >= 0.01) agrees, when such rows are at least half as
+    informative as the best: the check tests them together and leaves the choice between them
+    to the labels before it. Drawn at random
+    among the rows at least `CHECK_TIES` as informative as the best, so that the check is a
+    sample of such rows, not the most extreme one.
+    """
+    num_classes = probs.shape[-1]
+    asked = np.zeros(probs.shape[1], bool)
+    asked[list(revealed)] = True
+    weight = unidentified_weight(probs, revealed, rule)
+    heads = np.einsum("h,hnc->nc", posterior, (1.0 - rule.query_noise) * probs
+                      + rule.query_noise / num_classes)
+    none = (1.0 - rule.query_noise) * vote_share(probs) + rule.query_noise / num_classes
+    gain = (_entropy(weight * none + (1.0 - weight) * heads)
+            - weight * _entropy(none) - (1.0 - weight) * _entropy(heads))
+    gain = np.where(asked, -np.inf, gain)
+    alive = probs[posterior >= 0.01].argmax(-1)  # [H_alive, N]
+    agreed = np.where(np.all(alive == alive[:1], axis=0), gain, -np.inf)
+    if agreed.max() >= 0.5 * gain.max():
+        gain = agreed
+    return int(rng.choice(np.flatnonzero(gain >= CHECK_TIES * gain.max())))
 
 
 def choose_head(posterior: np.ndarray) -> int:
@@ -220,8 +257,8 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     is; eps, the rate at which the truth departs from the right head, has the posterior of
     `noise_posterior` given the kept reading's probabilities of the revealed labels. The
     readings are weighed by the evidence of those labels. If no head is (probability
-    `unidentified_weight`): the prediction's mean vote share. The estimate is the mean of the
-    mixture and the interval its quantiles.
+    `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
+    The estimate is the mean of the mixture and the interval its quantiles.
 
     Args:
       probs: [H, N, C] heads' probabilities on the target rows.
@@ -251,10 +288,13 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     log_odds = np.array([grid[0] for grid in grids.values()])
     reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
     unidentified = unidentified_weight(probs, revealed, rule)
-    shared = vote_share(probs)[np.arange(len(predictions)), predictions].mean()
-    accuracy = np.concatenate([grid[1] for grid in grids.values()] + [[shared]])
+    # No head the label's feature: the labels follow a head drawn at random, so the prediction
+    # scores its agreement with that head (mean: its vote share).
+    agreements = (probs.argmax(-1) == predictions[None]).mean(axis=1)  # [H]
+    accuracy = np.concatenate([grid[1] for grid in grids.values()] + [agreements])
     weight = np.concatenate([(1.0 - unidentified) * reading_weight[name] * grid[2]
-                             for name, grid in grids.items()] + [[unidentified]])
+                             for name, grid in grids.items()]
+                            + [np.full(len(agreements), unidentified / len(agreements))])
     mean, low, high = _mean_and_interval(accuracy, weight, rule.interval)
     return Estimate(accuracy=mean, low=low, high=high,
                     label_errors=label_errors(kept, revealed), num_labels=num_labels,

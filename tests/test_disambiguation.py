@@ -113,6 +113,24 @@ def test_a_sure_error_where_the_heads_split_says_no_head_is_the_label():
     assert low.low < 0.85 < low.high  # the interval spans both hypotheses
 
 
+def test_once_a_head_leads_queries_check_it_where_it_is_sure_and_the_heads_split():
+    probs = heads_from_predictions(*FEATURES, confidence=0.999)
+    probs[:2, 9] = [0.45, 0.55]  # the leading feature's heads are unsure on row 9
+    leading = np.array([0.97, 0.02, 0.005, 0.005])
+    rows = {dis.select_query(probs, leading, {6: 0}, np.random.default_rng(seed))
+            for seed in range(20)}
+    assert rows == {7, 8}  # disputed, sure, not asked; drawn at random between the two
+    # Without the check: the most informative row about which head is right, of the kind of
+    # disagreement not asked yet (row 7 disagrees like row 6), every time.
+    assert {dis.select_query(probs, leading, {6: 0}, np.random.default_rng(seed),
+                             Rule(check_from=1.0)) for seed in range(5)} == {8}
+    # Only rows where the heads that still matter agree: head 1 parts from head 0 on row 7.
+    probs[1, 7] = probs[1, 7, ::-1]
+    rows = {dis.select_query(probs, leading, {6: 0}, np.random.default_rng(seed))
+            for seed in range(20)}
+    assert rows == {8}
+
+
 def test_decisions_follow_the_estimate_mean_with_no_count_rule():
     good = dis.Estimate(0.95, 0.7, 0.98, label_errors=2, num_labels=5)
     assert dis.decide(good, 0.8).submit  # a low interval end or two errors do not abstain
