@@ -252,9 +252,10 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     """Expected accuracy of the kept prediction `kept.argmax(-1)` on the target set.
 
     If a head is the label's feature: under each reading of the probabilities (calibrated:
-    `probs`, `kept`; exact: their hard predictions), A(eps) = mean_x sum_h w_h [(1 - eps)
-    p_h(pred(x) | x) + eps / C]: the posterior mixture of heads says how likely each prediction
-    is; eps, the rate at which the truth departs from the right head, has the posterior of
+    `probs`, `kept`; exact: their hard predictions), A(eps) = mean_x [a(x) - eps d(x) (a(x) -
+    1 / C)] with a(x) = sum_h w_h p_h(pred(x) | x): the posterior mixture of heads says how
+    likely each prediction is; eps, the rate at which the truth departs from the right head on
+    the rows some head disputes (d(x) = 1, where the labels land), has the posterior of
     `noise_posterior` given the kept reading's probabilities of the revealed labels. The
     readings are weighed by the evidence of those labels. If no head is (probability
     `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
@@ -273,6 +274,7 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     rows = np.fromiter(revealed.keys(), int, count=num_labels)
     labels = np.fromiter(revealed.values(), int, count=num_labels)
     predictions = kept.argmax(-1)
+    disputed = np.any(probs.argmax(-1) != predictions[None], axis=0)  # [N]
 
     readings = {"calibrated": (1.0 - rule.exact_prior, probs, kept),
                 "exact": (rule.exact_prior, hard(probs), hard(kept))}
@@ -282,9 +284,11 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
             eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes,
                                                           rule)
             picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
-            agreement = float(np.einsum("h,hn->n", posterior, picked).mean())
-            grids[name] = (np.log(prior) + log_evidence,
-                           (1.0 - eps) * agreement + eps / num_classes, weights)
+            agreement = np.einsum("h,hn->n", posterior, picked)  # [N]
+            # the noise departs from the right head where the heads dispute the prediction
+            at_stake = float(np.mean(disputed * (agreement - 1.0 / num_classes)))
+            grids[name] = (np.log(prior) + log_evidence, agreement.mean() - eps * at_stake,
+                           weights)
     log_odds = np.array([grid[0] for grid in grids.values()])
     reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
     unidentified = unidentified_weight(probs, revealed, rule)

@@ -4,10 +4,12 @@ r"""Replays finished runs' label loops under other rules, in seconds, without re
       --rule='rule.decided=0.99' --rule='rule.exact_prior=0 rule.interval=0.8'
 
 Each run folder (written by `experiments.run` or `experiments.benchmark` on generated sets) is
-played again under its own config (the first row, which repeats the runs), then once per
-`--rule`: space-separated `field=value` overrides of each run's own config, typed as
-everywhere else (`Config.override`). Only what the label loop reads may change: `rule.*`,
-`budget` and `shift_test`. Prints, per rule, the decisions' calibration
+played again under its own config (the first row, which repeats the runs; a rule field that did
+not exist when a run was made takes today's default), then once per `--rule`: space-separated
+`field=value` overrides of each run's own config, typed as everywhere else (`Config.override`).
+Only what the label loop reads may change: `rule.*`, `budget` and `shift_test`. A rule whose
+first word is `default` starts from today's default rule instead of the run's (`--rule=default`,
+`--rule='default rule.margin=0.02'`). Prints, per rule, the decisions' calibration
 (`benchmark.calibration`): the challenge score summed over the runs, the points lost to
 decisions per seed, the runs decided wrongly ('+' submitted below the default score, '-'
 abstained above it), the estimate's mean absolute error on submitted runs, how often its
@@ -24,6 +26,8 @@ from absl import flags
 
 from ambig_jax import benchmark
 from ambig_jax import replay
+from ambig_jax.config import Config
+from ambig_jax.config import Rule
 
 _RUNS = flags.DEFINE_list("runs", ["outputs/*_*"], "Glob patterns of run folders.")
 _RULE = flags.DEFINE_multi_string("rule", [], "A rule to replay under: space-separated "
@@ -32,12 +36,21 @@ _SHIFT_TEST = flags.DEFINE_enum("shift_test", "saved", ["saved", "compute"],
                                 "The shift test's result: the run's own, or computed again now "
                                 "on each run's set.")
 REPLAYABLE = ("rule.", "budget=", "shift_test=")
+TODAY = "default"  # a rule's first word: start from today's default rule, not the run's
+
+
+def _config(run, rule: list[str]) -> Config:
+    """The run's config with `rule` applied (after today's default rule if it starts so)."""
+    config = run.record.config
+    if rule[:1] == [TODAY]:
+        config, rule = config.replace(rule=Rule()), rule[1:]
+    return config.override(rule)
 
 
 def main(argv):
     del argv
     rules = [text.split() for text in _RULE.value]
-    for assignment in (a for rule in rules for a in rule):
+    for assignment in (a for rule in rules for a in rule if a != TODAY):
         if not assignment.startswith(REPLAYABLE):
             raise app.UsageError(f"{assignment!r}: a replay reuses the saved heads; only "
                                  "rule.*, budget and shift_test can change")
@@ -58,7 +71,7 @@ def main(argv):
     calibrations = {}
     for rule in [[]] + rules:
         try:
-            outcomes = [replay.replay(run, run.record.config.override(rule)) for run in runs]
+            outcomes = [replay.replay(run, _config(run, rule)) for run in runs]
         except ValueError as e:
             raise app.UsageError(str(e)) from None
         calibrations[" ".join(rule) or "the runs' own rule"] = replay.summarize(runs, outcomes)

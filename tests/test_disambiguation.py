@@ -167,6 +167,21 @@ def test_an_error_where_the_kept_head_was_unsure_costs_less():
     assert sure.low < unsure.low and sure.accuracy < unsure.accuracy
 
 
+def test_label_noise_costs_accuracy_only_where_the_heads_dispute_the_prediction():
+    probs = heads_from_predictions(TRUTH, HEAD1, confidence=1.0)
+    posterior, kept, labels = np.array([1.0, 0.0]), probs[0], {6: 0, 8: 1}
+
+    def accuracy(noise):
+        return dis.estimate_accuracy(probs, posterior, kept, labels,
+                                     Rule(prior_noise=noise, unidentified_prior=0.0)).accuracy
+
+    # 4 of 10 rows disputed: a noise rate eps there costs 0.4 * eps / 2 of the accuracy.
+    assert accuracy(0.01) - accuracy(0.2) == pytest.approx(0.4 * 0.5 * 0.19, rel=0.2)
+    agreeing = heads_from_predictions(TRUTH, TRUTH, confidence=1.0)
+    assert dis.estimate_accuracy(agreeing, posterior, kept, labels, Rule(prior_noise=0.2)
+                                 ).accuracy == pytest.approx(1.0)
+
+
 def test_noise_posterior_evidence_is_the_labels_marginal_likelihood():
     # One label the kept head gave probability q: evidence E[(1 - eps) q + eps / 2].
     for q in (1.0, 0.7, 0.0):

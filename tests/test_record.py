@@ -28,6 +28,21 @@ def test_a_record_survives_json_with_every_type_intact(tmp_path):
     assert json.loads(path.read_text())["decision"] == {"submit": True, "reason": "test"}
 
 
+def test_a_record_from_before_the_decision_rule_of_2026_12_02_still_reads(tmp_path):
+    record = fake_record(0, "hybrid", 3, 0.98, True)
+    data = record.to_json()
+    data["estimate"]["explained"] = False  # the count rule's verdict, no longer a field
+    del data["estimate"]["unidentified"]
+    del data["config"]["rule"]["check_from"]
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    again = RunRecord.read(tmp_path)
+    assert again.estimate == record.estimate and again.config == record.config
+    data["estimate"]["nonsense"] = 1
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="report.json.*nonsense"):
+        RunRecord.read(tmp_path)
+
+
 def test_derived_figures():
     submitted = fake_record(0, "hybrid", 6, 0.70, True, points=2)
     assert submitted.score == 0.70 and submitted.labels_used == 5

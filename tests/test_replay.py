@@ -99,3 +99,14 @@ def test_the_shift_test_is_run_again_and_rethresholded(toy_run):
     lenient = SMOKE.override([f"rule.z_shifted={found.z + 1}"])
     with pytest.raises(ValueError, match="shift_test=compute"):
         replay.replay(run, lenient)
+
+
+def test_the_replay_command_starts_from_the_run_or_from_todays_rule(toy_run):
+    from experiments import replay as command
+    run = replay.load_run(toy_run)
+    old = dataclasses.replace(run, record=dataclasses.replace(
+        run.record, config=SMOKE.replace(rule=Rule(prior_noise=0.02, check_from=1.0))))
+    assert command._config(old, ["rule.margin=0.02"]).rule == Rule(
+        prior_noise=0.02, check_from=1.0, margin=0.02)
+    assert command._config(old, ["default", "rule.margin=0.02"]).rule == Rule(margin=0.02)
+    assert command._config(old, ["default"]) == SMOKE
