@@ -364,9 +364,10 @@ def decide(estimate: Estimate, default_score: float, rule: Rule = DEFAULT_RULE) 
     """Submit when the estimate's mean beats the set's default score by more than
     `rule.margin`: the score is linear in the accuracy, so with margin 0 this maximises the
     expected score. The same rule for every data set."""
-    said = f"estimated accuracy {estimate.accuracy:.3f} (from the {estimate.source}"
+    said = (f"estimated accuracy {estimate.accuracy:.3f} ({rule.interval:.0%} interval "
+            f"{estimate.low:.3f}-{estimate.high:.3f}, from the {estimate.source}")
     if estimate.source == "target labels":
-        said += f"; no head the label's feature: {estimate.unidentified:.2f}"
+        said += f"; P(no head is the label) {estimate.unidentified:.2f}"
     said += ")"
     bar = default_score + rule.margin
     if estimate.accuracy > bar:
