@@ -27,6 +27,8 @@ class Rule:
     decided: posterior mass on one head from which queries go to random rows (1: never).
     check_from: posterior mass on one head from which queries test whether any head is the
       label's feature (`disambiguation.identification_query`) rather than which one.
+    check_ties: such a check is drawn among the rows at least this share as informative as the
+      best (1: the most informative; lower: a wider sample of the rows the leaders agree on).
     exact_prior: prior weight of the estimate's "exact" reading of the heads' probabilities
       (the head is the hypothesis; its doubt is an artefact of the diversity term).
     query_noise: eps of the likelihood while choosing queries and heads.
@@ -47,6 +49,7 @@ class Rule:
     prior_strength: float = 5.0
     decided: float = 1.0
     check_from: float = 0.95
+    check_ties: float = 0.95
     exact_prior: float = 0.5
     query_noise: float = 0.05
     near_best_gain: float = 0.05
@@ -57,7 +60,7 @@ class Rule:
     interval: float = 0.8
 
     def __post_init__(self):
-        for name in ("decided", "check_from", "exact_prior", "query_noise", "interval",
+        for name in ("decided", "check_from", "check_ties", "exact_prior", "query_noise", "interval",
                      "unidentified_prior"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"rule.{name} must be in [0, 1], got {getattr(self, name)}")

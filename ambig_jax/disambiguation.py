@@ -42,7 +42,6 @@ import numpy as np
 from ambig_jax.config import Rule
 
 DEFAULT_RULE = Rule()
-CHECK_TIES = 0.95  # identification checks draw among rows this close to the most informative
 
 
 def _likelihood(probs: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray:
@@ -144,9 +143,9 @@ def identification_query(probs: np.ndarray, posterior: np.ndarray, revealed: dic
     largest where the leading heads are sure and the others split. Only rows where every head
     that still matters (posterior >= 0.01) agrees, when such rows are at least half as
     informative as the best: the check tests them together and leaves the choice between them
-    to the labels before it. Drawn at random
-    among the rows at least `CHECK_TIES` as informative as the best, so that the check is a
-    sample of such rows, not the most extreme one.
+    to the labels before it. Drawn at random among the rows at least `rule.check_ties` as
+    informative as the best, so that the check is a sample of such rows, not the most extreme
+    one.
     """
     num_classes = probs.shape[-1]
     asked = np.zeros(probs.shape[1], bool)
@@ -162,7 +161,7 @@ def identification_query(probs: np.ndarray, posterior: np.ndarray, revealed: dic
     agreed = np.where(np.all(alive == alive[:1], axis=0), gain, -np.inf)
     if agreed.max() >= 0.5 * gain.max():
         gain = agreed
-    return int(rng.choice(np.flatnonzero(gain >= CHECK_TIES * gain.max())))
+    return int(rng.choice(np.flatnonzero(gain >= rule.check_ties * gain.max())))
 
 
 def choose_head(posterior: np.ndarray) -> int:
