@@ -60,8 +60,8 @@ class Rule:
     interval: float = 0.8
 
     def __post_init__(self):
-        for name in ("decided", "check_from", "check_ties", "exact_prior", "query_noise", "interval",
-                     "unidentified_prior"):
+        for name in ("decided", "check_from", "check_ties", "exact_prior", "query_noise",
+                     "interval", "unidentified_prior"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"rule.{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.prior_noise < 1.0 or self.prior_strength <= 0:

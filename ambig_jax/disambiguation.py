@@ -93,10 +93,16 @@ def information_gain(probs: np.ndarray, posterior: np.ndarray,
     return _entropy(mixture) - np.einsum("h,hn->n", posterior, _entropy(noisy))
 
 
+def alive_predictions(probs: np.ndarray, posterior: np.ndarray,
+                      min_weight: float = 0.01) -> np.ndarray:
+    """[H_alive, N] predicted classes of the heads that still matter (posterior >=
+    `min_weight`)."""
+    return probs[posterior >= min_weight].argmax(-1)
+
+
 def disagreement_pattern(probs: np.ndarray, posterior: np.ndarray, min_weight: float = 0.01):
     """[N] id of each row's tuple of predicted classes by the heads that still matter."""
-    alive = posterior >= min_weight
-    predictions = probs[alive].argmax(-1)  # [H_alive, N]
+    predictions = alive_predictions(probs, posterior, min_weight)
     _, ids = np.unique(predictions.T, axis=0, return_inverse=True)
     return ids.reshape(-1)
 
@@ -157,7 +163,7 @@ def identification_query(probs: np.ndarray, posterior: np.ndarray, revealed: dic
     gain = (_entropy(weight * none + (1.0 - weight) * heads)
             - weight * _entropy(none) - (1.0 - weight) * _entropy(heads))
     gain = np.where(asked, -np.inf, gain)
-    alive = probs[posterior >= 0.01].argmax(-1)  # [H_alive, N]
+    alive = alive_predictions(probs, posterior)
     agreed = np.where(np.all(alive == alive[:1], axis=0), gain, -np.inf)
     if agreed.max() >= 0.5 * gain.max():
         gain = agreed
@@ -273,7 +279,8 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     rows = np.fromiter(revealed.keys(), int, count=num_labels)
     labels = np.fromiter(revealed.values(), int, count=num_labels)
     predictions = kept.argmax(-1)
-    disputed = np.any(probs.argmax(-1) != predictions[None], axis=0)  # [N]
+    matches = probs.argmax(-1) == predictions[None]  # [H, N] heads predicting the same class
+    disputed = ~matches.all(axis=0)  # [N]
 
     readings = {"calibrated": (1.0 - rule.exact_prior, probs, kept),
                 "exact": (rule.exact_prior, hard(probs), hard(kept))}
@@ -293,7 +300,7 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     unidentified = unidentified_weight(probs, revealed, rule)
     # No head the label's feature: the labels follow a head drawn at random, so the prediction
     # scores its agreement with that head (mean: its vote share).
-    agreements = (probs.argmax(-1) == predictions[None]).mean(axis=1)  # [H]
+    agreements = matches.mean(axis=1)  # [H]
     accuracy = np.concatenate([grid[1] for grid in grids.values()] + [agreements])
     weight = np.concatenate([(1.0 - unidentified) * reading_weight[name] * grid[2]
                              for name, grid in grids.items()]
@@ -367,13 +374,11 @@ def decide(estimate: Estimate, default_score: float, rule: Rule = DEFAULT_RULE) 
             f"{estimate.low:.3f}-{estimate.high:.3f}, from the {estimate.source}")
     if estimate.source == "target labels":
         said += f"; P(no head is the label) {estimate.unidentified:.2f}"
-    said += ")"
-    bar = default_score + rule.margin
-    if estimate.accuracy > bar:
-        return Decision(True, f"{said} beats the default {default_score:.2f}"
-                        + (f" + margin {rule.margin:.2f}" if rule.margin else ""))
-    return Decision(False, f"{said} does not beat the default {default_score:.2f}"
-                    + (f" + margin {rule.margin:.2f}" if rule.margin else ""))
+    bar = f"the default {default_score:.2f}" + (f" + margin {rule.margin:.2f}"
+                                                 if rule.margin else "")
+    if estimate.accuracy > default_score + rule.margin:
+        return Decision(True, f"{said}) beats {bar}")
+    return Decision(False, f"{said}) does not beat {bar}")
 
 
 def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
