@@ -5,7 +5,8 @@
 `--config` names a preset (`config.PRESETS`: default, smoke); each `--set field=value` overrides
 one field, typed from the dataclass (`Config.override`): `hidden=512,256`, `refine=false`,
 `rule.exact_prior=0`. Unknown fields and bad values stop the run with a message that lists the
-fields. `--noprogress` turns the progress bars off (they are never drawn into a log file).
+fields. `--noprogress` turns the progress bars off (they are never drawn into a log file);
+`--nocompilation_cache` keeps compiled programs from being stored between runs.
 """
 
 from absl import app
@@ -13,11 +14,16 @@ from absl import flags
 
 from ambig_jax import config as config_lib
 from ambig_jax import progress
+from ambig_jax import training
+from ambig_jax.datasets import cache
 
 _CONFIG = flags.DEFINE_enum("config", "default", list(config_lib.PRESETS),
                             "Preset configuration; 'smoke' trains in seconds.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress bars on a terminal (never in a log "
                                "file or a pipe); --noprogress turns them off.")
+_COMPILATION_CACHE = flags.DEFINE_bool(
+    "compilation_cache", True, "Keep compiled programs in $AMBIG_JAX_CACHE/xla (default "
+    "~/.cache/ambig_jax/xla) so that a rerun does not compile them again.")
 _SET = flags.DEFINE_multi_string("set", [], "Config override field=value (repeatable), e.g. "
                                  "--set steps=300 --set rule.decided=0.99.")
 
@@ -29,8 +35,11 @@ def overrides() -> list[str]:
 
 def build(*defaults: str) -> config_lib.Config:
     """The preset with the entry point's own `defaults` (field=value), then the user's `--set`
-    overrides applied; a bad override is a usage error. Also applies `--progress`."""
+    overrides applied; a bad override is a usage error. Also applies `--progress` and
+    `--compilation_cache`."""
     progress.set_enabled(_PROGRESS.value)
+    if _COMPILATION_CACHE.value:
+        training.use_compilation_cache(cache.compiled_dir())
     try:
         return config_lib.get(_CONFIG.value, [*defaults, *_SET.value])
     except ValueError as e:

@@ -81,8 +81,10 @@ def test_step_compiles_once():
     state = training.TrainState(params=params, opt_state=optimizer.init(params),
                                 step=jnp.zeros((), jnp.int32))
     step = jax.jit(chex.assert_max_traces(training.make_step(module, optimizer, config), n=1))
-    data = (jnp.asarray(ds.x_labeled), jnp.asarray(ds.y_labeled), jnp.asarray(ds.x_target),
-            jnp.array([0.5, 0.5]))
+    data = training.TrainData(
+        x_labeled=jnp.asarray(ds.x_labeled), y_labeled=jnp.asarray(ds.y_labeled),
+        num_labeled=jnp.int32(len(ds.y_labeled)), x_pool=jnp.asarray(ds.x_target),
+        num_pool=jnp.int32(len(ds.x_target)), prior=jnp.array([0.5, 0.5]))
     for i in range(3):
         state, metrics = step(state, jax.random.key(i), data)
     chex.assert_tree_all_finite(metrics)
@@ -161,3 +163,36 @@ def test_runs_of_the_same_shapes_share_one_compilation():
     np.testing.assert_array_equal(first.predict_proba(x), repeat.predict_proba(x))
     longer = training.train(config.replace(steps=8), ds)  # another program: compiled anew
     assert longer.compile_seconds > again.compile_seconds
+
+
+def test_bucket_rows_are_powers_of_two_from_64():
+    assert [training.bucket_rows(n) for n in (0, 1, 64, 65, 1135, 1267, 2048, 2049)] == \
+        [64, 64, 64, 128, 2048, 2048, 2048, 4096]
+
+
+def _small_set(rows: int, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 5)).astype(np.float32)
+    half = rows // 2
+    return loader.from_arrays(catalog.CATALOG[0], x[:half], (x[:half, 0] > 0).astype(int),
+                              x[half:], x[half:])
+
+
+def test_padding_rows_are_never_drawn(monkeypatch):
+    """Padding to a bucket leaves a run's result as it was: batches are drawn from the real
+    rows only (zero rows of class 0, if drawn, would move the heads)."""
+    ds = _small_set(70)
+    config = Config(strategy="divdis", num_heads=2, steps=30, hidden=(8,))
+    padded = training.train(config, ds).predict_proba(ds.x_target)
+    monkeypatch.setattr(training, "bucket_rows", lambda rows: rows)  # no padding at all
+    exact = training.train(config, ds).predict_proba(ds.x_target)
+    np.testing.assert_allclose(padded, exact, atol=1e-6)
+
+
+def test_sets_of_sizes_in_one_bucket_share_a_compilation():
+    config = Config(num_heads=2, steps=9, hidden=(8,), batch_labeled=16, batch_pool=16)
+    first = training.train(config, _small_set(100))  # 50 labeled rows, 50 pool rows
+    second = training.train(config, _small_set(120, seed=4))  # 60 and 60: the same bucket
+    assert second.compile_seconds < first.compile_seconds / 5
+    third = training.train(config, _small_set(140))  # 70 and 70: the next bucket
+    assert third.compile_seconds > second.compile_seconds

@@ -10,10 +10,19 @@ from ambig_jax.datasets import loader
 CACHE_ENV = "AMBIG_JAX_CACHE"
 
 
+def root() -> pathlib.Path:
+    """`$AMBIG_JAX_CACHE`, default `~/.cache/ambig_jax`."""
+    return pathlib.Path(os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "ambig_jax")
+
+
 def generated_dir(seed: int) -> pathlib.Path:
-    """`$AMBIG_JAX_CACHE/generated/seed<S>` (default `~/.cache/ambig_jax/...`)."""
-    root = os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "ambig_jax"
-    return pathlib.Path(root) / "generated" / f"seed{seed}"
+    """`<root>/generated/seed<S>`: the sets generated with seed S."""
+    return root() / "generated" / f"seed{seed}"
+
+
+def compiled_dir() -> pathlib.Path:
+    """`<root>/xla`: XLA's persistent compilation cache (`training.use_compilation_cache`)."""
+    return root() / "xla"
 
 
 def ensure_generated(data_dir, dataset_id: int, seed: int) -> None:
