@@ -225,8 +225,9 @@ def time_heads(dataset, base: Config, strategy: str, heads: list[int],
     heads[0] is 1, the ratio of the vmapped run to H separate one-head runs, without and with
     compilation (H separate runs would also compile H times). The ratio is None where the
     one-head run reads fewer rows per step (divdis: one head has no pair) and so is no
-    baseline. Each row also gives the arithmetic: XLA's FLOPs per step, the rate achieved,
-    and the rate of a plain batched matmul of the first dense layer's shape
+    baseline. Each row also gives the arithmetic: XLA's FLOPs per step and per run of
+    `config.steps` steps, the rate achieved, and the rate of a plain batched matmul of the
+    first dense layer's shape
     ([H, rows, inputs] x [H, inputs, width], `matmul_rate`), what the step's largest
     product could reach on this machine."""
     rows = []
@@ -244,6 +245,7 @@ def time_heads(dataset, base: Config, strategy: str, heads: list[int],
                      "images_per_second_per_head":
                          config.steps * (config.batch_labeled + pool) / train,
                      "gflop_per_step": None if flops is None else flops / 1e9,
+                     "tflop_per_run": None if flops is None else flops * config.steps / 1e12,
                      "gflops_achieved": None if flops is None else
                          flops * config.steps / train / 1e9,
                      "matmul_shape": shape, "matmul_gflops": matmul_rate(*shape)})
