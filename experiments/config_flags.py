@@ -2,7 +2,7 @@
 
   python -m experiments.run --dataset=1 --config=smoke --set steps=300 --set rule.decided=0.99
 
-`--config` names a preset (`config.PRESETS`: default, fast, smoke); each `--set field=value` overrides
+`--config` names a preset (`config.PRESETS`: default, long, smoke); each `--set field=value` overrides
 one field, typed from the dataclass (`Config.override`): `hidden=512,256`, `refine=false`,
 `rule.exact_prior=0`. Unknown fields and bad values stop the run with a message that lists the
 fields. `--noprogress` turns the progress bars off (they are never drawn into a log file);
@@ -18,7 +18,7 @@ from ambig_jax import training
 from ambig_jax.datasets import cache
 
 _CONFIG = flags.DEFINE_enum("config", "default", list(config_lib.PRESETS),
-                            "Preset configuration; 'fast' trains 400 steps instead of 1500, "
+                            "Preset configuration; 'long' trains 1500 steps instead of 400, "
                             "'smoke' trains in seconds.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Progress bars on a terminal (never in a log "
                                "file or a pipe); --noprogress turns them off.")

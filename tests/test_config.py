@@ -34,8 +34,8 @@ def test_presets_and_the_smoke_config():
     assert config_lib.get() == Config()
     smoke = config_lib.get("smoke", ["seed=3"])
     assert smoke.seed == 3 and smoke.steps < Config().steps
-    assert config_lib.get("fast") == Config(steps=400)  # the default but for the steps
-    with pytest.raises(ValueError, match="presets: default, fast, smoke"):
+    assert config_lib.get("long") == Config(steps=1500)  # the default but for the steps
+    with pytest.raises(ValueError, match="presets: default, long, smoke"):
         config_lib.get("huge")
 
 
