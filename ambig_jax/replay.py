@@ -10,6 +10,7 @@ credited is the run's written one when the same head is kept, else the newly kep
 Shapes: H heads, N target rows, C classes.
 """
 
+import collections
 import dataclasses
 import pathlib
 
@@ -97,7 +98,7 @@ def held_out(run: SavedRun, config: Config) -> disambiguation.HeldOut | None:
     return found.held_out
 
 
-def replay(run: SavedRun, config: Config | None = None) -> Outcome:
+def replay(run: SavedRun, config: Config | None = None, draw: int = 0) -> Outcome:
     """Plays the label loop again on `run`'s heads, answering from its hidden labels.
 
     Args:
@@ -105,9 +106,13 @@ def replay(run: SavedRun, config: Config | None = None) -> Outcome:
       config: the run's config with another rule (`run.record.config.replace(rule=...)`);
         None replays under the run's own. Only the rule, the budget and the shift test's use
         matter: the heads are the saved ones.
+      draw: 0 draws the loop's random rows as the run did; another value, another sequence
+        (the loop's randomness alone: the same heads and labels, other rows asked).
     """
     config = run.record.config if config is None else config
     _, rng = pipeline.run_keys(config.seed)
+    if draw:
+        rng = np.random.default_rng([config.seed, draw])
     resolution = disambiguation.resolve(
         run.probs, lambda row: int(run.truth[row]), config.budget, rng,
         run.record.dataset.default_score, config.rule, held_out=held_out(run, config))
@@ -129,8 +134,23 @@ def as_record(run: SavedRun, outcome: Outcome) -> RunRecord:
         decision=resolution.decision, true_accuracy=outcome.accuracy)
 
 
-def summarize(runs: list[SavedRun], outcomes: list[Outcome]) -> dict:
+def summarize(runs: list[SavedRun], outcomes: list[Outcome], draws: int = 1) -> dict:
     """`benchmark.calibration` of the replayed runs: the challenge score, points lost to
     decisions per seed, wrong decisions, the estimate's error and interval coverage, and the
-    runs not keeping a best head."""
-    return benchmark.calibration([as_record(r, o) for r, o in zip(runs, outcomes)])
+    runs not keeping a best head.
+
+    With `draws` > 1, `runs` and `outcomes` hold every run `draws` times (`replay`'s `draw`):
+    the score and the points lost are means over the draws, and each run decided wrongly or
+    not keeping a best head is listed once, with the share of draws that did so.
+    """
+    summary = benchmark.calibration([as_record(r, o) for r, o in zip(runs, outcomes)])
+    if draws == 1:
+        return summary
+    summary["score"] /= draws
+    summary["decision_loss_per_seed"] = {seed: loss / draws for seed, loss
+                                         in summary["decision_loss_per_seed"].items()}
+    summary["decision_loss_mean"] /= draws
+    for key in ("wrong", "not_best_head"):
+        counts = collections.Counter(summary[key])
+        summary[key] = [f"{name} ({count}/{draws})" for name, count in sorted(counts.items())]
+    return summary

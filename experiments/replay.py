@@ -14,6 +14,9 @@ first word is `default` starts from today's default rule instead of the run's (`
 decisions per seed, the runs decided wrongly ('+' submitted below the default score, '-'
 abstained above it), the estimate's mean absolute error on submitted runs, how often its
 interval covers the true accuracy, and the runs not keeping a best head.
+`--draws=N` plays every run N times, the label loop's random rows drawn anew each time
+after the first: the figures are means over the draws and each wrong decision is listed with
+the share of draws that made it (one draw of a set no head explains can fall either way).
 `--shift_test=compute` runs the shift test again on every run's set (4-15 s each), for runs
 made without it.
 """
@@ -32,6 +35,9 @@ from ambig_jax.config import Rule
 _RUNS = flags.DEFINE_list("runs", ["outputs/*_*"], "Glob patterns of run folders.")
 _RULE = flags.DEFINE_multi_string("rule", [], "A rule to replay under: space-separated "
                                   "overrides of each run's config, e.g. 'rule.decided=0.99'.")
+_DRAWS = flags.DEFINE_integer("draws", 1, "Replays of each run: the first draws the label loop's "
+                              "random rows as the run did, each further one another sequence; "
+                              "rates of wrong decisions over the draws say more than one.")
 _SHIFT_TEST = flags.DEFINE_enum("shift_test", "saved", ["saved", "compute"],
                                 "The shift test's result: the run's own, or computed again now "
                                 "on each run's set.")
@@ -67,14 +73,16 @@ def main(argv):
                   flush=True)
             tested.append(run)
         runs = tested
-    print(f"{len(runs)} runs, shift test {_SHIFT_TEST.value}")
+    print(f"{len(runs)} runs, shift test {_SHIFT_TEST.value}, {_DRAWS.value} draw(s) each")
     calibrations = {}
     for rule in [[]] + rules:
         try:
-            outcomes = [replay.replay(run, _config(run, rule)) for run in runs]
+            outcomes = [replay.replay(run, _config(run, rule), draw)
+                        for draw in range(_DRAWS.value) for run in runs]
         except ValueError as e:
             raise app.UsageError(str(e)) from None
-        calibrations[" ".join(rule) or "the runs' own rule"] = replay.summarize(runs, outcomes)
+        calibrations[" ".join(rule) or "the runs' own rule"] = replay.summarize(
+            runs * _DRAWS.value, outcomes, _DRAWS.value)
     print(benchmark.calibration_table(calibrations))
 
 

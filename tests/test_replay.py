@@ -110,3 +110,20 @@ def test_the_replay_command_starts_from_the_run_or_from_todays_rule(toy_run):
         prior_noise=0.02, check_from=1.0, margin=0.02)
     assert command._config(old, ["default", "rule.margin=0.02"]).rule == Rule(margin=0.02)
     assert command._config(old, ["default"]) == SMOKE
+
+
+def test_draws_ask_other_rows_and_average(toy_run):
+    run = replay.load_run(toy_run)
+    random_rows = SMOKE.replace(rule=Rule(decided=0.0))  # every row a draw of the loop's rng
+    first, again, other = (replay.replay(run, random_rows, draw) for draw in (0, 0, 1))
+    assert first.resolution.queries == again.resolution.queries  # a draw is reproducible
+    assert first.resolution.queries != other.resolution.queries
+    out = replay.replay(run)
+    flipped = dataclasses.replace(out, resolution=dataclasses.replace(
+        out.resolution, decision=dataclasses.replace(out.resolution.decision,
+                                                     submit=not out.resolution.decision.submit)))
+    one, both = replay.summarize([run], [out]), replay.summarize([run] * 2, [out, flipped], 2)
+    wrong = one["wrong"] or replay.summarize([run], [flipped])["wrong"]
+    assert both["wrong"] == [f"{wrong[0]} (1/2)"]  # one of the two draws decided wrongly
+    flipped_score = replay.summarize([run], [flipped])["score"]
+    assert both["score"] == pytest.approx((one["score"] + flipped_score) / 2)
