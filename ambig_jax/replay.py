@@ -154,3 +154,23 @@ def summarize(runs: list[SavedRun], outcomes: list[Outcome], draws: int = 1) -> 
         counts = collections.Counter(summary[key])
         summary[key] = [f"{name} ({count}/{draws})" for name, count in sorted(counts.items())]
     return summary
+
+
+def agreement_strata(probs: np.ndarray, truth: np.ndarray, head: int,
+                     min_confidence: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """How often head `head` is right where it is sure, by how many heads predict its class.
+
+    Returns:
+      (rows [H + 1], right [H + 1]): among the target rows where the head's probability of its
+      class is at least `min_confidence`, how many have k heads (itself included) predicting
+      that class, and how many of those it gets right. A check label lands on such rows; the
+      share right is the chance that it passes.
+    """
+    predictions = probs.argmax(-1)  # [H, N]
+    mine = predictions[head]
+    sure = probs[head].max(-1) >= min_confidence
+    agreeing = (predictions == mine[None]).sum(axis=0)[sure]
+    num_heads = probs.shape[0]
+    rows = np.bincount(agreeing, minlength=num_heads + 1)
+    right = np.bincount(agreeing, weights=(mine == truth)[sure], minlength=num_heads + 1)
+    return rows, right.astype(int)

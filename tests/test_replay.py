@@ -2,7 +2,11 @@
 
 import dataclasses
 import json
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -127,3 +131,31 @@ def test_draws_ask_other_rows_and_average(toy_run):
     assert both["wrong"] == [f"{wrong[0]} (1/2)"]  # one of the two draws decided wrongly
     flipped_score = replay.summarize([run], [flipped])["score"]
     assert both["score"] == pytest.approx((one["score"] + flipped_score) / 2)
+
+
+def test_agreement_strata_count_sure_rows_by_agreeing_heads():
+    # 3 heads on 4 rows; head 0 is sure on rows 0-2 and unsure on row 3.
+    probs = np.array([[[0.999, 0.001], [0.001, 0.999], [0.995, 0.005], [0.6, 0.4]],
+                      [[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]],
+                      [[0.9, 0.1], [0.1, 0.9], [0.1, 0.9], [0.9, 0.1]]])
+    truth = np.array([0, 1, 1, 0])
+    rows, right = replay.agreement_strata(probs, truth, head=0)
+    # row 0: all three agree, right; row 1: heads 0 and 2 agree, right; row 2: 0 and 1, wrong
+    np.testing.assert_array_equal(rows, [0, 0, 2, 1])
+    np.testing.assert_array_equal(right, [0, 0, 1, 1])
+    rows, _ = replay.agreement_strata(probs, truth, head=0, min_confidence=0.5)
+    assert rows.sum() == 4
+
+
+def test_the_strata_command_reads_runs(toy_run):
+    root = pathlib.Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.strata", f"--runs={toy_run}", "--groups=0-1+12,3",
+         "--min_confidence=0.5"], cwd=root, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    assert "| 3 | — | — | — | — |" in lines  # no run of set 3: no rows
+    row = next(line for line in lines if line.startswith("| 0-1+12 |"))  # the toy set's group
+    shares = [float(cell.split("(")[1].strip().rstrip(")")) for cell in row.split("|")[2:-1]
+              if "(" in cell]
+    assert result.stdout.startswith("1 runs;") and abs(sum(shares) - 1.0) < 0.02
