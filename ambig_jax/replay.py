@@ -12,6 +12,8 @@ Shapes: H heads, N target rows, C classes.
 
 import collections
 import dataclasses
+import glob
+import os
 import pathlib
 
 import numpy as np
@@ -72,6 +74,18 @@ def load_run(run_dir) -> SavedRun:
     return SavedRun(run_dir=run_dir, record=run, probs=probs, truth=truth)
 
 
+def load_runs(patterns: list[str]) -> list[SavedRun]:
+    """Every run folder matching the glob `patterns`, each read once, in path order.
+
+    Raises:
+      SystemExit: when no folder matches (the entry points' message).
+    """
+    folders = sorted({f for pattern in patterns for f in glob.glob(pattern) if os.path.isdir(f)})
+    if not folders:
+        raise SystemExit(f"no run folders match {patterns}")
+    return [load_run(folder) for folder in folders]
+
+
 def with_shift_test(run: SavedRun) -> tuple[SavedRun, shift.ShiftTest]:
     """`run` with the shift test its pipeline runs now, on the set read again from the run's
     data folder with the run's key (for runs made without the test)."""
@@ -110,9 +124,8 @@ def replay(run: SavedRun, config: Config | None = None, draw: int = 0) -> Outcom
         (the loop's randomness alone: the same heads and labels, other rows asked).
     """
     config = run.record.config if config is None else config
-    _, rng = pipeline.run_keys(config.seed)
-    if draw:
-        rng = np.random.default_rng([config.seed, draw])
+    rng = (np.random.default_rng([config.seed, draw]) if draw
+           else pipeline.run_keys(config.seed)[1])
     resolution = disambiguation.resolve(
         run.probs, lambda row: int(run.truth[row]), config.budget, rng,
         run.record.dataset.default_score, config.rule, held_out=held_out(run, config))

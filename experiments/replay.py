@@ -21,9 +21,6 @@ the share of draws that made it (one draw of a set no head explains can fall eit
 made without it.
 """
 
-import glob
-import os
-
 from absl import app
 from absl import flags
 
@@ -60,11 +57,7 @@ def main(argv):
         if not assignment.startswith(REPLAYABLE):
             raise app.UsageError(f"{assignment!r}: a replay reuses the saved heads; only "
                                  "rule.*, budget and shift_test can change")
-    folders = sorted({f for pattern in _RUNS.value for f in glob.glob(pattern)
-                      if os.path.isdir(f)})
-    runs = [replay.load_run(folder) for folder in folders]
-    if not runs:
-        raise SystemExit(f"no run folders match {_RUNS.value}")
+    runs = replay.load_runs(_RUNS.value)
     if _SHIFT_TEST.value == "compute":
         tested = []
         for run in runs:

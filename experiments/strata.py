@@ -3,15 +3,11 @@ rows where it is sure, by how many heads predict its class.
 
   python -m experiments.strata --runs='outputs/benchmark/seed*/hybrid/[0-9]*' --groups=1-5+12+13,6+7
 
-Each run folder (a finished run on a generated set) gives its kept head (`replay.replay` under
-the run's own rule, which repeats the run) and `replay.agreement_strata`; the rows are summed
-over the runs of each group of sets (`--groups`: '+'-joined set ids, '-' for a range; every set
-of the runs alone if empty). A cell is the share right and, in brackets, the share of the group's
+Each run folder (a finished run on a generated set) gives the head it kept and
+`replay.agreement_strata`; the rows are summed over the runs of each group of sets (`--groups`:
+'+'-joined set ids, '-' for a range; every set of the runs alone if empty). A cell is the share right and, in brackets, the share of the group's
 sure rows with that many heads agreeing (docs/decision-rules.md reads them).
 """
-
-import glob
-import os
 
 import numpy as np
 from absl import app
@@ -36,18 +32,14 @@ def parse_group(text: str) -> set[int]:
 
 def main(argv):
     del argv
-    folders = sorted({f for pattern in _RUNS.value for f in glob.glob(pattern)
-                      if os.path.isdir(f)})
-    runs = [replay.load_run(folder) for folder in folders]
-    if not runs:
-        raise SystemExit(f"no run folders match {_RUNS.value}")
+    runs = replay.load_runs(_RUNS.value)
     groups = ({text: parse_group(text) for text in _GROUPS.value} or
               {str(i): {i} for i in sorted({run.record.dataset.id for run in runs})})
     num_heads = max(run.probs.shape[0] for run in runs)
     totals = {name: np.zeros((2, num_heads + 1)) for name in groups}
     for run in runs:
-        head = replay.replay(run).resolution.chosen_head
-        rows, right = replay.agreement_strata(run.probs, run.truth, head, _MIN_CONFIDENCE.value)
+        rows, right = replay.agreement_strata(run.probs, run.truth, run.record.chosen_head,
+                                              _MIN_CONFIDENCE.value)
         for name, ids in groups.items():
             if run.record.dataset.id in ids:
                 totals[name][:, :len(rows)] += [rows, right]

@@ -126,11 +126,11 @@ def test_draws_ask_other_rows_and_average(toy_run):
     flipped = dataclasses.replace(out, resolution=dataclasses.replace(
         out.resolution, decision=dataclasses.replace(out.resolution.decision,
                                                      submit=not out.resolution.decision.submit)))
-    one, both = replay.summarize([run], [out]), replay.summarize([run] * 2, [out, flipped], 2)
-    wrong = one["wrong"] or replay.summarize([run], [flipped])["wrong"]
+    one, other = replay.summarize([run], [out]), replay.summarize([run], [flipped])
+    both = replay.summarize([run] * 2, [out, flipped], 2)
+    wrong = one["wrong"] or other["wrong"]
     assert both["wrong"] == [f"{wrong[0]} (1/2)"]  # one of the two draws decided wrongly
-    flipped_score = replay.summarize([run], [flipped])["score"]
-    assert both["score"] == pytest.approx((one["score"] + flipped_score) / 2)
+    assert both["score"] == pytest.approx((one["score"] + other["score"]) / 2)
 
 
 def test_agreement_strata_count_sure_rows_by_agreeing_heads():
