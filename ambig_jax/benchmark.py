@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ambig_jax import challenge
+from ambig_jax import features
 from ambig_jax import outputs
 from ambig_jax import record
 from ambig_jax import training
@@ -291,7 +292,8 @@ def supervised_ceilings(config: Config, dataset: Dataset, y_target: np.ndarray,
     method's.
 
     Args:
-      config: the run's configuration (backbone, steps, ...); trained as one ERM member.
+      config: the run's configuration (trunk, backbone, steps, ...); trained as one ERM
+        member.
       dataset: the data set; its labeled rows are not used.
       y_target: [N] true class indices of the target rows.
       y_unlabeled: [M] true class indices of the unlabeled rows, or None.
@@ -301,6 +303,7 @@ def supervised_ceilings(config: Config, dataset: Dataset, y_target: np.ndarray,
       {"half_target": accuracy, "with_unlabeled": accuracy or None, "train_rows": {...},
        "test_rows": int}.
     """
+    dataset, _ = features.encode(dataset, config)  # the run's trunk, for colour images
     order = np.random.default_rng(seed).permutation(len(y_target))
     train_rows, test_rows = order[:len(order) // 2], order[len(order) // 2:]
     sources = {"half_target": ([dataset.x_target[train_rows]], [y_target[train_rows]])}

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from ambig_jax import features
 from ambig_jax import oracle as oracle_lib
 from ambig_jax import outputs
 from ambig_jax import pipeline
@@ -114,10 +115,13 @@ def run_set(dataset_id: int, config: Config, data_dir, output_dir="outputs",
     run = record.from_solution(solution, truth, oracle_kind)
     outputs.write_json(run_dir / "config.json", config.to_json())
     maps = {}
-    if pictures:
+    if pictures and solution.encoder is None:
         maps["gradient"], maps["counts"] = saliency.gradient_saliency(
             solution.ensemble, ds.x_target)
         maps["occlusion"], _ = saliency.occlusion_saliency(solution.ensemble, ds.x_target)
+    elif pictures:  # occlusion of the raw images; a gradient would be one over trunk features
+        maps["occlusion"], maps["counts"] = saliency.occlusion_saliency(
+            features.OnImages(solution.ensemble, solution.encoder), ds.x_target, patch=8)
     if solution.refinement is not None:
         maps["student_probs"] = solution.refinement.probs
     outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,

@@ -13,6 +13,7 @@ from ambig_jax import serialization
 
 STRATEGIES = ("hybrid", "divdis", "seqmi", "dbat", "erm")
 POOLS = ("target", "unlabeled+target")
+TRUNKS = ("auto", "none")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -83,6 +84,8 @@ class Config:
       dbat: head h maximises the probability of disagreeing with each frozen earlier head (D-BAT).
       erm: no diversity term; heads differ by their initialisation only.
 
+    trunk: "auto" puts colour images [3, H, W] through a frozen random convolutional trunk
+      before the heads (`features`); "none" gives every input to the backbone as it is.
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -99,6 +102,7 @@ class Config:
     strategy: str = "hybrid"
     num_heads: int = 6
     backbone: str = "mlp"
+    trunk: str = "auto"
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128
@@ -120,6 +124,8 @@ class Config:
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if self.schedule not in SCHEDULES:

@@ -1,4 +1,4 @@
-"""One data set end to end: train heads -> test whether the target is shifted -> ask at most
+"""One data set end to end: encode colour images -> train heads -> test whether the target is shifted -> ask at most
 `budget` labels -> keep a head -> refine it on the target set -> estimate and decide.
 
 The oracle is the only side effect inside `solve`; writing files is left to the caller.
@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from ambig_jax import disambiguation
+from ambig_jax import features
 from ambig_jax import refinement as refinement_lib
 from ambig_jax import shift as shift_lib
 from ambig_jax import training
@@ -22,7 +23,9 @@ from ambig_jax.record import Timings
 @dataclasses.dataclass
 class Solution:
     """What a run decided for one data set."""
-    dataset: Dataset
+    dataset: Dataset  # as read (raw images, for figures)
+    inputs: Dataset  # as the heads saw it: trunk features of colour images, else `dataset`
+    encoder: features.Encoder | None  # raw images -> `inputs`' rows; None without a trunk
     config: Config
     predictions: np.ndarray  # [N] original label values (the student's with `refinement`)
     head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
@@ -63,6 +66,11 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     """
     start = time.perf_counter()
     train_key, rng = run_keys(config.seed)
+    raw, (dataset, encoder) = dataset, features.encode(dataset, config)
+    encode_seconds = time.perf_counter() - start
+    if encoder is not None:
+        log(f"[{dataset.name}] encoded the images with the random convolutional trunk: "
+            f"{dataset.input_shape[0]} features a row ({encode_seconds:.1f}s)")
     log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
         f"{len(dataset.x_target)} target rows")
@@ -110,7 +118,8 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
                       shift=0.0 if shift is None else shift.seconds,
                       refine=0.0 if refined is None else refined.seconds,
-                      solve=time.perf_counter() - start)
-    return Solution(dataset=dataset, config=config, predictions=dataset.to_original(predicted),
+                      solve=time.perf_counter() - start, encode=encode_seconds)
+    return Solution(dataset=raw, inputs=dataset, encoder=encoder, config=config,
+                    predictions=dataset.to_original(predicted),
                     head_probs=probs, resolution=resolution, timings=timings,
                     ensemble=ensemble, refinement=refined, shift=shift)

@@ -79,17 +79,21 @@ def examples_figure(dataset, path, per_split: int = 6):
     return _save(fig, path)
 
 
-def saliency_figure(gradient: np.ndarray, occlusion: np.ndarray, counts: np.ndarray, classes,
-                    path, head_accuracy=None, chosen: int | None = None):
-    """Per head (rows) and class: the input-gradient map and the occlusion map."""
+def saliency_figure(gradient: np.ndarray | None, occlusion: np.ndarray, counts: np.ndarray,
+                    classes, path, head_accuracy=None, chosen: int | None = None):
+    """Per head (rows) and class: the input-gradient map (when there is one) and the occlusion
+    map; a map of a colour image is shown averaged over its channels."""
+    kinds = [(kind, maps) for kind, maps in (("gradient", gradient), ("occlusion", occlusion))
+             if maps is not None]
     num_heads, num_classes = counts.shape
-    fig, axes = _figure(num_heads, 2 * num_classes,
-                        figsize=(2.2 * 2 * num_classes, 1.3 * num_heads + 0.4))
+    fig, axes = _figure(num_heads, len(kinds) * num_classes,
+                        figsize=(2.2 * len(kinds) * num_classes, 1.3 * num_heads + 0.4))
     for h in range(num_heads):
         for c in range(num_classes):
-            for k, (kind, maps) in enumerate((("gradient", gradient), ("occlusion", occlusion))):
-                ax = axes[h, 2 * c + k]
-                _show(ax, np.clip(maps[h, c], 0, None), cmap="magma",
+            for k, (kind, maps) in enumerate(kinds):
+                ax = axes[h, len(kinds) * c + k]
+                picture = maps[h, c].mean(axis=0) if maps.ndim == 5 else maps[h, c]
+                _show(ax, np.clip(picture, 0, None), cmap="magma",
                       title=f"{kind}, class {classes[c]} ({counts[h, c]} rows)" if h == 0 else "")
         label = f"head {h}" + (" (kept)" if h == chosen else "")
         if head_accuracy is not None:
@@ -182,7 +186,8 @@ def write_report(run_dir, solution, run: RunRecord, saliency_maps: dict[str, np.
       run_dir: the set's output folder.
       solution: `pipeline.Solution` of the run (inputs, heads' probabilities).
       run: the run's record (`record.from_solution`).
-      saliency_maps: `gradient`, `occlusion` [H, C, *S] and `counts` [H, C] (`saliency`).
+      saliency_maps: `occlusion` [H, C, *S], `counts` [H, C] and, where the heads see the
+        raw inputs, `gradient` [H, C, *S] (`saliency`).
     """
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -190,7 +195,7 @@ def write_report(run_dir, solution, run: RunRecord, saliency_maps: dict[str, np.
     queries = [(q.row, q.label, int(ds.to_index([q.label])[0])) for q in run.queries]
     paths = [
         examples_figure(ds, run_dir / "examples.png"),
-        saliency_figure(saliency_maps["gradient"], saliency_maps["occlusion"],
+        saliency_figure(saliency_maps.get("gradient"), saliency_maps["occlusion"],
                         saliency_maps["counts"], ds.classes, run_dir / "saliency.png",
                         run.head_accuracies, run.chosen_head),
         queries_figure(ds.x_target, queries, solution.head_probs, run_dir / "queries.png"),

@@ -44,14 +44,16 @@ class Query:
 
 @dataclasses.dataclass(frozen=True)
 class Timings:
-    """Seconds spent; `solve` covers training, the shift test, the labels and the refinement,
-    `set` the whole set with its saliency maps, pictures and files."""
+    """Seconds spent; `solve` covers the trunk's encoding (`encode`, colour images only),
+    training, the shift test, the labels and the refinement, `set` the whole set with its
+    saliency maps, pictures and files."""
     compile: float
     train: float
     shift: float
     refine: float
     solve: float
     set: float = 0.0
+    encode: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from ambig_jax import features
 from ambig_jax import training
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
@@ -34,7 +35,7 @@ def main(argv):
           f"{'compile':>7} {'train':>6}")
     for dataset_id in ids:
         cache.ensure_generated(data_dir, dataset_id, _SEED.value)
-        ds = loader.load_dataset(data_dir, dataset_id)
+        ds, _ = features.encode(loader.load_dataset(data_dir, dataset_id), base)
         y_target = ds.to_index(generator.load_hidden_labels(data_dir, dataset_id))
         for strategy in _STRATEGIES.value:
             config = base.replace(strategy=strategy)

@@ -16,6 +16,7 @@ from absl import app
 from absl import flags
 
 from ambig_jax import benchmark
+from ambig_jax import features
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import loader
 from experiments import config_flags
@@ -41,8 +42,11 @@ def main(argv):
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for dataset_id in cache.parse_ids(_DATASET.value):
         cache.ensure_generated(data_dir, dataset_id, 0)
-        dataset = loader.load_dataset(data_dir, dataset_id)
-        shape_text = "x".join(map(str, dataset.input_shape))
+        raw = loader.load_dataset(data_dir, dataset_id)
+        dataset, _ = features.encode(raw, base)  # heads on trunk features (colour images)
+        shape_text = "x".join(map(str, raw.input_shape))
+        if dataset is not raw:
+            shape_text += f" -> {dataset.input_shape[0]} trunk features"
         for strategy in _STRATEGIES.value:
             for r in benchmark.time_heads(dataset, base, strategy, heads, _REPEATS.value):
                 ratios = ["—" if r[k] is None else f"{r[k]:.2f}"

@@ -51,6 +51,25 @@ def test_any_layout_is_kept(tmp_path):
     assert ds.input_shape == (3, 32, 64) and ds.info.default_score == 0.5
 
 
+@pytest.mark.parametrize("dtype", (np.float32, np.float64))
+@pytest.mark.parametrize("column", (False, True))
+def test_original_888_layout(tmp_path, dtype, column):
+    """The organisers' 888 folder: colour images [N, 3, 32, 64] in float32 or float64, labels
+    (N,) or (N, 1); the loader keeps the layout and the set's own default score."""
+    rng = np.random.default_rng(1)
+    labels = np.array([0, 1] * 5, np.int64)
+    write_set(tmp_path, "888_vehicle_animal", n=10, shape=(3, 32, 64), **{
+        "X_labeled.npy": rng.random((10, 3, 32, 64)).astype(dtype),
+        "X_unlabeled.npy": rng.random((14, 3, 32, 64)).astype(dtype),
+        "X_val.npy": rng.random((12, 3, 32, 64)).astype(dtype),
+        "y_labeled.npy": labels[:, None] if column else labels})
+    ds = loader.load_dataset(tmp_path, 888)
+    assert ds.input_shape == (3, 32, 64) and ds.x_target.shape == (12, 3, 32, 64)
+    assert ds.x_labeled.dtype == ds.x_unlabeled.dtype == ds.x_target.dtype == np.float32
+    np.testing.assert_array_equal(ds.to_original(ds.y_labeled), labels)
+    assert ds.info.default_score == 0.5 and ds.info.points == 8
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(loader.DatasetError, match="no folder for data set 5"):
         loader.load_dataset(tmp_path, 5)

@@ -10,7 +10,9 @@ from ambig_jax import challenge
 from ambig_jax import oracle
 from ambig_jax import plots
 from ambig_jax.config import PRESETS, Config
+from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
+from ambig_jax.datasets import vehicle_animal
 from tests import servers
 from tests.conftest import generated
 from tests.records import fake_record
@@ -121,3 +123,20 @@ def test_score_table_totals_points():
     table = challenge.score_table(records)
     assert "| 01_mnist_cc | 5 | 0 | 0.900 | submit | 0.990 | 0.990 x 1 |" in table
     assert "| total | | | | | | 1.790 of 2 |" in table
+
+
+def test_colour_images_end_to_end(tmp_path):
+    """A small 888 stand-in: the trunk encodes the images once, the heads train on its
+    features, the occlusion maps and the figures are of the raw images, and the set's own
+    default (0.50) decides."""
+    x, y, meta = vehicle_animal.generate(np.random.default_rng(0), (300, 200, 300))
+    generator.save(generator.GeneratedSet(catalog.CATALOG[888], x, y, meta), tmp_path)
+    run = challenge.run_set(888, SMOKE, tmp_path, tmp_path / "out", log=lambda *_: None)
+    run_dir = tmp_path / "out" / "888_vehicle_animal"
+    assert run.labels_used == 5 and run.timings.encode > 0
+    assert run.submitted == (run.estimate.accuracy > 0.5)
+    written = run_dir / ("submission.csv" if run.submitted else "predictions.csv")
+    assert len(written.read_text().splitlines()) == 300
+    with np.load(run_dir / "heads.npz") as heads:
+        assert heads["occlusion"].shape == (4, 2, 3, 32, 64) and "gradient" not in heads
+    assert (run_dir / "saliency.png").read_bytes()[:4] == b"\x89PNG"

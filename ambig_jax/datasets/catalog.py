@@ -39,7 +39,8 @@ CATALOG: dict[int, DatasetInfo] = {info.id: info for info in [
     DatasetInfo(13, "13_mnist_mysterious", (1, 3), 3, sizes=(900, 3861, 387)),
     DatasetInfo(23, "23_mnist_embed", (2, 3), 3, sizes=(1209, 3625, 1209)),
     DatasetInfo(456, "456_mnist_embed", (4, 5, 6), 3, sizes=(1718, 5153, 1718)),
-    DatasetInfo(888, "888_vehicle_animal", None, 8, default_score=0.5, generatable=False),
+    DatasetInfo(888, "888_vehicle_animal", (0, 1), 8, default_score=0.5,
+                sizes=(10_000, 20_000, 20_000)),
     DatasetInfo(999, "999_humans", None, 5, default_score=0.5, generatable=False),
 ]}
 

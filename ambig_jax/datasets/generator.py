@@ -15,6 +15,8 @@ set 07); the label is the class of the digit in the *target row* (column 0 here)
 Each family then turns digit groups into inputs (pairs side by side, a constant exemplar or
 a uniform grey in place of the second digit, sums, noise levels, opaque embeddings).
 Sizes follow the originals where HACKATHON.md gives them, else the 20/60/20 rule.
+Set 888 (CIFAR colour images, not available offline) gets an MNIST stand-in of the
+original's shapes and structure (`vehicle_animal`).
 The generator also returns its bookkeeping (class of the spurious feature, swapped sides,
 backdoor rows) so that tests and analyses can check what each split really contains.
 """
@@ -27,6 +29,7 @@ import numpy as np
 
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import mnist
+from ambig_jax.datasets import vehicle_animal
 
 DIGIT_NOISE_STD = 0.02
 DEFAULT_MIX_RATE = 0.5
@@ -40,7 +43,7 @@ class GeneratedSet:
 
     Attributes:
       info: catalogue entry.
-      x: split name -> float64 inputs [N, *S].
+      x: split name -> inputs [N, *S]: float64, but float32 for set 888 (as the original).
       y: split name -> int64 label values [N] (the target's are hidden from solvers).
       meta: split name -> {"spurious": int64 [N] value of the spurious feature's class,
         plus family-specific entries such as "swapped" (bool [N]) or "backdoor" (bool [N])}.
@@ -235,12 +238,14 @@ def generate(dataset_id: int, seed: int, mnist_dir=None) -> GeneratedSet:
     if not info.generatable:
         raise GeneratorError(
             f"set {dataset_id} ({info.name}) cannot be generated offline: it needs "
-            + ("CIFAR images" if dataset_id == 888 else "face images and a pretrained network"
-               if dataset_id == 999 else "a recipe this project does not know")
+            + ("face images and a pretrained network" if dataset_id == 999
+               else "a recipe this project does not know")
             + "; load the original folder with --data_dir instead")
     rng = np.random.default_rng([seed, dataset_id])
     if dataset_id == 0:
         return _generate_toy(info, rng)
+    if dataset_id == 888:  # colour stand-in, float32 like the original (vehicle_animal)
+        return GeneratedSet(info, *vehicle_animal.generate(rng, info.sizes, mnist_dir=mnist_dir))
     family, k, mix_rate = RECIPES[dataset_id]
     images, all_labels = mnist.load_mnist("train", mnist_dir)
     keep = np.flatnonzero(np.isin(all_labels, info.classes))

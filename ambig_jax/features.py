@@ -1,0 +1,151 @@
+"""The backbone's first stage for colour images: a frozen random convolutional trunk.
+
+A member that sees raw colour pixels through an MLP must learn each object at every place it
+can appear; a convolution sees a local pattern anywhere. Training convolutions is what XLA's
+CPU backend does worst (and vmapping one over the heads' parameters is pathological,
+docs/method.md), so the trunk is not trained: its random filters are drawn once from the
+run's seed, shared by every head, and each row is encoded once, before the heads train. A
+random trunk also keeps every feature of the image alike, where one trained on the labeled
+rows would keep the simplest feature that explains them and drop the one a head must find.
+
+Shapes: N rows, images [N, 3, H, W] (the challenge's channels-first layout), features [N, F].
+The trunk: subtractive local contrast normalisation (each pixel minus a Gaussian blur of its
+neighbourhood, which flattens smooth backgrounds and keeps edges), three 3x3 ReLU
+convolutions with 2x2 max pooling between them, and max pooling into a coarse grid of cells
+that keeps where a pattern is (which half of the image, say), not exactly where.
+"""
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ambig_jax.config import Config
+from ambig_jax import training
+from ambig_jax.datasets.loader import Dataset
+
+WIDTHS = (32, 64, 128)  # channels of the three convolutions
+CELL_ROWS = 2  # the final grid has 2 rows of square-ish cells
+BLUR_SIGMA, BLUR_TAPS = 2.0, 9
+STATS_ROWS = 4096  # rows of each split that fix the input's per-channel scale
+_KEY_SALT = 888  # the trunk's key: fold_in(key(config.seed), _KEY_SALT)
+
+
+def uses_trunk(input_shape: Sequence[int], config: Config) -> bool:
+    """Whether inputs of `input_shape` go through the trunk: colour images [3, H, W] under
+    `config.trunk="auto"`; vectors and one-channel images (the MNIST sets) go to the MLP."""
+    return (config.trunk == "auto" and len(input_shape) == 3 and input_shape[0] == 3
+            and min(input_shape[1:]) >= 8)
+
+
+def _gaussian_matrix(size: int) -> np.ndarray:
+    """[size, size] Gaussian smoothing along one axis, zero beyond the edges ('same' size)."""
+    offsets = np.arange(size)[:, None] - np.arange(size)[None, :]
+    taps = np.exp(-0.5 * (offsets / BLUR_SIGMA) ** 2) * (np.abs(offsets) <= BLUR_TAPS // 2)
+    return taps / taps[size // 2].sum()
+
+
+def _blur(x: jax.Array) -> jax.Array:
+    """Per-channel Gaussian blur of NHWC images, as two matrix products (one per axis): XLA's
+    CPU backend runs a depthwise convolution of this size about 10x slower."""
+    rows = jnp.asarray(_gaussian_matrix(x.shape[1]), x.dtype)
+    cols = jnp.asarray(_gaussian_matrix(x.shape[2]), x.dtype)
+    return jnp.einsum("ij,njkc,lk->nilc", rows, x, cols)
+
+
+def _grid_max(x: jax.Array, cell_rows: int) -> jax.Array:
+    """NHWC -> [N, cells * C]: the max of each channel in each cell of a grid of
+    `cell_rows` rows and as many columns as keep the cells about square."""
+    _, height, width, _ = x.shape
+    cols = max(1, round(cell_rows * width / height))
+    row_edges = np.linspace(0, height, cell_rows + 1).round().astype(int)
+    col_edges = np.linspace(0, width, cols + 1).round().astype(int)
+    cells = [x[:, r0:r1, c0:c1].max(axis=(1, 2))
+             for r0, r1 in zip(row_edges[:-1], row_edges[1:])
+             for c0, c1 in zip(col_edges[:-1], col_edges[1:])]
+    return jnp.concatenate(cells, axis=-1)
+
+
+class RandomConvTrunk(nn.Module):
+    """[N, C, H, W] scaled images -> [N, cells * WIDTHS[-1]] features (never trained)."""
+    widths: Sequence[int] = WIDTHS
+    cell_rows: int = CELL_ROWS
+    dtype: jnp.dtype = jnp.float32  # bfloat16 on accelerators
+
+    @nn.compact
+    def __call__(self, x):
+        x = jnp.moveaxis(x, 1, -1).astype(self.dtype)  # NCHW -> NHWC
+        x = x - _blur(x)
+        for i, width in enumerate(self.widths):
+            if i:
+                x = nn.max_pool(x, (2, 2), (2, 2))
+            x = nn.relu(nn.Conv(width, (3, 3), kernel_init=nn.initializers.he_normal(),
+                                dtype=self.dtype)(x))
+        return _grid_max(x, self.cell_rows).astype(jnp.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoder:
+    """Raw images -> trunk features, in chunks, on the default device."""
+    module: RandomConvTrunk
+    params: dict
+    mean: np.ndarray  # [1, C, 1, 1] per-channel centre of the raw inputs
+    scale: np.ndarray  # [1, C, 1, 1] per-channel standard deviation
+
+    @classmethod
+    def fit(cls, dataset: Dataset, config: Config) -> "Encoder":
+        """The trunk of `config.seed`, with the input's per-channel scale taken from the first
+        `STATS_ROWS` rows of each split."""
+        sample = np.concatenate([x[:STATS_ROWS] for x in
+                                 (dataset.x_labeled, dataset.x_unlabeled, dataset.x_target)])
+        mean = sample.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
+        scale = np.maximum(sample.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64), 1e-6)
+        accelerated = jax.default_backend() in ("gpu", "tpu")
+        module = RandomConvTrunk(dtype=jnp.bfloat16 if accelerated else jnp.float32)
+        key = jax.random.fold_in(jax.random.key(config.seed), _KEY_SALT)
+        params = module.init(key, jnp.zeros((1,) + dataset.input_shape, jnp.float32))
+        return cls(module, params, mean.astype(np.float32), scale.astype(np.float32))
+
+    def __call__(self, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """float32 features [N, F] of raw images x [N, C, H, W]."""
+        apply = _jitted_apply(self.module)
+        chunk = min(chunk, training.bucket_rows(len(x)))  # few rows: a smaller program
+        out = []
+        for start in range(0, len(x), chunk):
+            rows = (np.asarray(x[start:start + chunk], np.float32) - self.mean) / self.scale
+            if len(rows) < chunk:  # one compiled shape for every chunk
+                rows = np.concatenate([rows, np.zeros((chunk - len(rows),) + rows.shape[1:],
+                                                      np.float32)])
+            out.append(np.asarray(apply(self.params, rows))[:len(x) - start])
+        return np.concatenate(out)
+
+
+@functools.lru_cache(maxsize=4)
+def _jitted_apply(module):
+    return jax.jit(module.apply)
+
+
+@dataclasses.dataclass(frozen=True)
+class OnImages:
+    """Heads trained on trunk features, applied to raw images (for occlusion maps)."""
+    ensemble: training.TrainedEnsemble
+    encoder: Encoder
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities [H, N, C] of every head on raw images x [N, C, H, W]."""
+        return self.ensemble.predict_proba(self.encoder(x))
+
+
+def encode(dataset: Dataset, config: Config) -> tuple[Dataset, Encoder | None]:
+    """The data set as the heads see it, and the encoder that made it: colour images become
+    trunk features (`uses_trunk`); other inputs are returned as they are, with None."""
+    if not uses_trunk(dataset.input_shape, config):
+        return dataset, None
+    encoder = Encoder.fit(dataset, config)
+    return dataclasses.replace(dataset, x_labeled=encoder(dataset.x_labeled),
+                               x_unlabeled=encoder(dataset.x_unlabeled),
+                               x_target=encoder(dataset.x_target)), encoder
