@@ -74,6 +74,7 @@ def test_encode_is_the_seeds_frozen_trunk():
     assert not np.allclose(other.x_target, encoded.x_target)
 
 
+@pytest.mark.slow
 def test_heads_on_trunk_features_beat_raw_pixels():
     """What the trunk is for: with the same few rows, a member on its features reads the
     label's digit better than one on the raw pixels (the ceiling's comparison, in small)."""
