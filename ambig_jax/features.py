@@ -24,15 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ambig_jax.config import Config
 from ambig_jax import training
+from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
 
 WIDTHS = (32, 64, 128)  # channels of the three convolutions
 CELL_ROWS = 2  # the final grid has 2 rows of square-ish cells
 BLUR_SIGMA, BLUR_TAPS = 2.0, 9
 STATS_ROWS = 4096  # rows of each split that fix the input's per-channel scale
-_KEY_SALT = 888  # the trunk's key: fold_in(key(config.seed), _KEY_SALT)
+_KEY_SALT = 888  # the trunk's key is fold_in(key(config.seed), _KEY_SALT); any fixed number
+# would do (it is the same for every colour set), this one keeps the figures of docs/set-888.md
 
 
 def uses_trunk(input_shape: Sequence[int], config: Config) -> bool:
