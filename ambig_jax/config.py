@@ -97,6 +97,8 @@ class Config:
       `refine_drop` least confident share of each predicted class.
     shift_test: before the labels, test whether the target is drawn like the labeled rows
       (`shift`); when it is, a plain ERM head kept is estimated from held-out labeled rows.
+    shift_steps: training steps of the shift test's labeled-vs-target classifier. A shift in how
+      two features agree (888's halves) is subtle, and 400 steps miss it where 1500 see it.
     rule: the label loop's decision rule (`Rule`).
     """
     strategy: str = "hybrid"
@@ -117,6 +119,7 @@ class Config:
     refine: bool = True
     refine_drop: float = 0.1
     shift_test: bool = True
+    shift_steps: int = 1500
     seed: int = 0
     budget: int = 5
     rule: Rule = Rule()
@@ -134,8 +137,9 @@ class Config:
             raise ValueError(f"refine_drop must be in [0, 1), got {self.refine_drop}")
         if self.num_heads < 1:
             raise ValueError(f"num_heads must be >= 1, got {self.num_heads}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.steps < 1 or self.shift_steps < 1:
+            raise ValueError(f"steps and shift_steps must be >= 1, got {self.steps} and "
+                             f"{self.shift_steps}")
         if not 0 <= self.budget <= 5:
             raise ValueError(f"budget must be between 0 and 5 labels, got {self.budget}")
 
@@ -216,7 +220,7 @@ def _parse(kind, text: str, assignment: str):
 PRESETS = {
     "default": Config(),
     "long": Config(steps=1500),
-    "smoke": Config(num_heads=4, steps=200, hidden=(64,), batch_pool=128),
+    "smoke": Config(num_heads=4, steps=200, shift_steps=200, hidden=(64,), batch_pool=128),
 }
 
 

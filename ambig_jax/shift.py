@@ -74,7 +74,7 @@ def detect_shift(config: Config, dataset: Dataset, key: jax.Array) -> ShiftTest:
         train_l, train_t = fold_l != fold, fold_t != fold
         x = np.concatenate([x_l[train_l], x_t[train_t]])
         y = np.concatenate([np.zeros(train_l.sum()), np.ones(train_t.sum())])
-        predicted = _fit_predict(config, dataset, x, y,
+        predicted = _fit_predict(config.replace(steps=config.shift_steps), dataset, x, y,
                                  np.concatenate([x_l[~train_l], x_t[~train_t]]), member_key,
                                  classes=np.arange(2))
         hits_l += int(np.sum(predicted[:np.sum(~train_l)] == 0))

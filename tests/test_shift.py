@@ -2,6 +2,11 @@
 an i.i.d. split of those labeled rows (not shifted), with real training; and the held-out
 estimate it hands the label loop."""
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -64,3 +69,33 @@ def test_conclude_estimates_a_kept_erm_head_from_the_held_out_rows():
         head, plain, _ = dis.conclude(probs, np.array([0.1, 0.9]), revealed, 0.8, held_out=none)
         assert head == 1 and plain.source == "target labels"
         assert plain == dis.estimate_accuracy(probs, np.array([0.1, 0.9]), probs[1], revealed)
+
+
+def test_the_classifier_trains_shift_steps_and_the_anchor_stand_in_steps(toy, monkeypatch):
+    """The labeled-vs-target classifier trains `shift_steps` (a subtle shift needs them); the
+    member that stands in for the ERM anchor trains like the anchor, `steps`."""
+    g, _ = toy
+    x, y = g.x["labeled"], g.y["labeled"]
+    ds = loader.from_arrays(g.info, x[:300], y[:300], g.x["unlabeled"], x[300:])
+    steps, train_member = [], shift.training.train_member
+    monkeypatch.setattr(shift.training, "train_member",
+                        lambda config, *a, **k: steps.append(config.steps)
+                        or train_member(config, *a, **k))
+    found = shift.detect_shift(Config(steps=20, shift_steps=30), ds, jax.random.key(0))
+    assert steps == [30, 30] + ([] if found.shifted else [20])
+    with pytest.raises(ValueError, match="shift_steps must be >= 1"):
+        Config(shift_steps=0)
+
+
+@pytest.mark.slow
+def test_the_shift_command_prints_each_call(tmp_path):
+    """`experiments.shift` on the toy set, generated into a private cache."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", AMBIG_JAX_CACHE=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.shift", "--seeds=0", "--dataset=0",
+         "--config=smoke", "--set", "shift_steps=200", "--noprogress"],
+        cwd=root, env=env, capture_output=True, text=True, check=True)
+    row = next(line for line in result.stdout.splitlines() if "00_toy_dataset" in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[0] == "0" and cells[4] == "yes" and float(cells[3]) > 3.0  # the toy is shifted
