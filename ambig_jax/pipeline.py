@@ -1,5 +1,6 @@
-"""One data set end to end: encode colour images -> train heads -> test whether the target is shifted -> ask at most
-`budget` labels -> keep a head -> refine it on the target set -> estimate and decide.
+"""One data set end to end: encode colour images -> train heads -> test whether the target is
+shifted -> ask at most `budget` labels -> keep a head -> refine it on the target set -> estimate
+and decide.
 
 The oracle is the only side effect inside `solve`; writing files is left to the caller.
 """
@@ -24,8 +25,7 @@ from ambig_jax.record import Timings
 class Solution:
     """What a run decided for one data set."""
     dataset: Dataset  # as read (raw images, for figures)
-    inputs: Dataset  # as the heads saw it: trunk features of colour images, else `dataset`
-    encoder: features.Encoder | None  # raw images -> `inputs`' rows; None without a trunk
+    encoder: features.Encoder | None  # raw images -> the rows the heads saw; None without a trunk
     config: Config
     predictions: np.ndarray  # [N] original label values (the student's with `refinement`)
     head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
@@ -119,7 +119,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
                       shift=0.0 if shift is None else shift.seconds,
                       refine=0.0 if refined is None else refined.seconds,
                       solve=time.perf_counter() - start, encode=encode_seconds)
-    return Solution(dataset=raw, inputs=dataset, encoder=encoder, config=config,
+    return Solution(dataset=raw, encoder=encoder, config=config,
                     predictions=dataset.to_original(predicted),
                     head_probs=probs, resolution=resolution, timings=timings,
                     ensemble=ensemble, refinement=refined, shift=shift)

@@ -14,7 +14,7 @@ from ambig_jax.datasets import vehicle_animal
 
 
 def colour_set(seed=0, sizes=(200, 300, 300)):
-    x, y, _ = vehicle_animal.generate(np.random.default_rng(seed), sizes)
+    x, y, _ = vehicle_animal.generate(np.random.default_rng(seed), sizes, mix_rate=0.5)
     return loader.from_arrays(catalog.CATALOG[888], x["labeled"], y["labeled"],
                               x["unlabeled"], x["target"]), y
 

@@ -162,7 +162,7 @@ def test_sets_without_offline_data_are_refused(dataset_id):
 
 
 def small_vehicle_animal(seed=0, sizes=(200, 400, 400)):
-    return vehicle_animal.generate(np.random.default_rng(seed), sizes)
+    return vehicle_animal.generate(np.random.default_rng(seed), sizes, mix_rate=0.5)
 
 
 def test_vehicle_animal_stand_in_structure():

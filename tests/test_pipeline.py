@@ -129,7 +129,7 @@ def test_colour_images_end_to_end(tmp_path):
     """A small 888 stand-in: the trunk encodes the images once, the heads train on its
     features, the occlusion maps and the figures are of the raw images, and the set's own
     default (0.50) decides."""
-    x, y, meta = vehicle_animal.generate(np.random.default_rng(0), (300, 200, 300))
+    x, y, meta = vehicle_animal.generate(np.random.default_rng(0), (300, 200, 300), 0.5)
     generator.save(generator.GeneratedSet(catalog.CATALOG[888], x, y, meta), tmp_path)
     run = challenge.run_set(888, SMOKE, tmp_path, tmp_path / "out", log=lambda *_: None)
     run_dir = tmp_path / "out" / "888_vehicle_animal"

@@ -245,7 +245,8 @@ def generate(dataset_id: int, seed: int, mnist_dir=None) -> GeneratedSet:
     if dataset_id == 0:
         return _generate_toy(info, rng)
     if dataset_id == 888:  # colour stand-in, float32 like the original (vehicle_animal)
-        return GeneratedSet(info, *vehicle_animal.generate(rng, info.sizes, mnist_dir=mnist_dir))
+        return GeneratedSet(info, *vehicle_animal.generate(rng, info.sizes, DEFAULT_MIX_RATE,
+                                                           mnist_dir))
     family, k, mix_rate = RECIPES[dataset_id]
     images, all_labels = mnist.load_mnist("train", mnist_dir)
     keep = np.flatnonzero(np.isin(all_labels, info.classes))

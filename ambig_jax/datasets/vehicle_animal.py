@@ -6,8 +6,8 @@ structure are, not its content:
   unlabeled and 20,000 target rows, labels 0/1;
 * two 3x32x32 halves: the left one an "animal" (a digit 3 or 5), the right one a "vehicle" (a
   digit 4 or 9). The label is the class of one half, drawn per seed, so no solver can assume
-  which; the other half equals it on labeled rows, agrees at random on a share
-  `DEFAULT_MIX_RATE` of the unlabeled rows and on every target row;
+  which; the other half equals it on labeled rows, agrees at random on a share `mix_rate`
+  of the unlabeled rows and on every target row;
 * content that rewards a convolution over a per-pixel model: each digit is resized, placed at
   a random position, drawn in a colour that contrasts with a random smooth colour texture
   behind it, plus N(0, 0.02) noise.
@@ -22,7 +22,6 @@ import numpy as np
 
 from ambig_jax.datasets import mnist
 
-SIZES = (10_000, 20_000, 20_000)  # labeled, unlabeled, target (HACKATHON.md)
 DIGITS = {"animal": (3, 5), "vehicle": (4, 9)}  # digit standing for class 0, class 1
 SIDE = 32  # each half is 3 x SIDE x SIDE
 DIGIT_SIDES = (20, 24)  # a digit is resized to one of these, then placed anywhere in its half
@@ -76,12 +75,12 @@ def render(rng: np.random.Generator, digits: np.ndarray) -> np.ndarray:
     return x + rng.normal(0.0, DIGIT_NOISE_STD, x.shape).astype(np.float32)
 
 
-def generate(rng: np.random.Generator, sizes=SIZES, mix_rate: float = 0.5, mnist_dir=None):
+def generate(rng: np.random.Generator, sizes, mix_rate: float, mnist_dir=None):
     """The stand-in's splits.
 
     Args:
       rng: numpy Generator (the set's seed).
-      sizes: (labeled, unlabeled, target) rows; the original's by default.
+      sizes: (labeled, unlabeled, target) rows (the catalogue's are the original's).
       mix_rate: share of the unlabeled rows whose halves agree only at random.
       mnist_dir: folder of the MNIST files (default: the bundled copy).
 
