@@ -171,19 +171,20 @@ def calibration_table(calibrations: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run(seeds, ids, strategies, base: Config, output_dir, pictures=False,
-        log=print) -> list[RunRecord]:
+def run(seeds, ids, strategies, base: Config, output_dir, pictures=False, log=print,
+        embedding: str = "tanh") -> list[RunRecord]:
     """Every (seed, strategy) over the generated sets `ids`; one record per run.
 
-    Seed s generates the data (`cache.generated_dir(s)`) and seeds training and queries; a
+    Seed s generates the data (`cache.generated_dir(s, embedding)`, `embedding` the family of
+    sets 23 and 456's embedding) and seeds training and queries; a
     local oracle answers from the hidden labels, with a fresh ledger per (seed, strategy) under
     `<output_dir>/seed<s>/<strategy>/`.
     """
     rows = []
     for seed in seeds:
-        data_dir = cache.generated_dir(seed)
+        data_dir = cache.generated_dir(seed, embedding)
         for dataset_id in ids:
-            cache.ensure_generated(data_dir, dataset_id, seed)
+            cache.ensure_generated(data_dir, dataset_id, seed, embedding)
         for strategy in strategies:
             log(f"== seed {seed}, strategy {strategy} ==")
             config = base.replace(strategy=strategy, seed=seed)

@@ -97,6 +97,25 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
     return results
 
 
+def saliency_maps(solution: pipeline.Solution, x: np.ndarray) -> dict[str, np.ndarray]:
+    """What each head looks at on raw target rows x: "occlusion" maps; "gradient" maps where
+    the heads see the pixels (over the pixels alone, not through the encoder's other
+    features; none over trunk features); "counts", the rows each map averages."""
+    encoder, ensemble = solution.encoder, solution.ensemble
+    if encoder is None:
+        occlusion, counts = saliency.occlusion_saliency(ensemble, x)
+    else:
+        occlusion, counts = saliency.occlusion_saliency(
+            features.OnImages(ensemble, encoder), x, patch=encoder.occlusion_patch)
+    maps = {"occlusion": occlusion, "counts": counts}
+    if encoder is None:
+        maps["gradient"], _ = saliency.gradient_saliency(ensemble, x)
+    elif encoder.keeps_pixels:
+        rows = encoder(x[:saliency.GRADIENT_ROWS])
+        maps["gradient"] = encoder.image_maps(saliency.gradient_saliency(ensemble, rows)[0])
+    return maps
+
+
 def run_set(dataset_id: int, config: Config, data_dir, output_dir="outputs",
             oracle_kind="local", oracle_url=None, force=False, pictures=True,
             log=print) -> RunRecord:
@@ -115,13 +134,8 @@ def run_set(dataset_id: int, config: Config, data_dir, output_dir="outputs",
     run = record.from_solution(solution, truth, oracle_kind)
     outputs.write_json(run_dir / "config.json", config.to_json())
     maps = {}
-    if pictures and solution.encoder is None:
-        maps["gradient"], maps["counts"] = saliency.gradient_saliency(
-            solution.ensemble, ds.x_target)
-        maps["occlusion"], _ = saliency.occlusion_saliency(solution.ensemble, ds.x_target)
-    elif pictures:  # occlusion of the raw images; a gradient would be one over trunk features
-        maps["occlusion"], maps["counts"] = saliency.occlusion_saliency(
-            features.OnImages(solution.ensemble, solution.encoder), ds.x_target, patch=8)
+    if pictures:
+        maps.update(saliency_maps(solution, ds.x_target))
     if solution.refinement is not None:
         maps["student_probs"] = solution.refinement.probs
     outputs.write_arrays(run_dir / "heads.npz", head_probs=solution.head_probs,

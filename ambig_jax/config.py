@@ -86,6 +86,9 @@ class Config:
 
     trunk: "auto" puts colour images [3, H, W] through a frozen random convolutional trunk
       before the heads (`features`); "none" gives every input to the backbone as it is.
+    local_patterns: other images (the one-channel MNIST sets) keep their pixels and gain the
+      global maximum and minimum of this many random 3x3 filters (`features`): a pattern
+      that may be anywhere, like set 13's backdoor patch, is one feature then. 0: pixels only.
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -105,6 +108,7 @@ class Config:
     num_heads: int = 6
     backbone: str = "mlp"
     trunk: str = "auto"
+    local_patterns: int = 16
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128
@@ -135,6 +139,8 @@ class Config:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if not 0.0 <= self.refine_drop < 1.0:
             raise ValueError(f"refine_drop must be in [0, 1), got {self.refine_drop}")
+        if self.local_patterns < 0:
+            raise ValueError(f"local_patterns must be >= 0, got {self.local_patterns}")
         if self.num_heads < 1:
             raise ValueError(f"num_heads must be >= 1, got {self.num_heads}")
         if self.steps < 1 or self.shift_steps < 1:

@@ -1,6 +1,6 @@
-"""One data set end to end: encode colour images -> train heads -> test whether the target is
-shifted -> ask at most `budget` labels -> keep a head -> refine it on the target set -> estimate
-and decide.
+"""One data set end to end: encode images -> train heads -> test whether the target is
+shifted -> ask at most `budget` labels -> keep a head -> refine it on the target set (and the
+labeled rows, when the target is not shifted) -> estimate and decide.
 
 The oracle is the only side effect inside `solve`; writing files is left to the caller.
 """
@@ -25,7 +25,7 @@ from ambig_jax.record import Timings
 class Solution:
     """What a run decided for one data set."""
     dataset: Dataset  # as read (raw images, for figures)
-    encoder: features.Encoder | None  # raw images -> the rows the heads saw; None without a trunk
+    encoder: features.ImageEncoder | None  # raw images -> the rows the heads saw; None: as they are
     config: Config
     predictions: np.ndarray  # [N] original label values (the student's with `refinement`)
     head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
@@ -69,7 +69,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     raw, (dataset, encoder) = dataset, features.encode(dataset, config)
     encode_seconds = time.perf_counter() - start
     if encoder is not None:
-        log(f"[{dataset.name}] encoded the images with the random convolutional trunk: "
+        log(f"[{dataset.name}] encoded the images as {encoder.description}: "
             f"{dataset.input_shape[0]} features a row ({encode_seconds:.1f}s)")
     log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
@@ -110,11 +110,13 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
+        unshifted = shift is not None and not shift.shifted
         refined = refinement_lib.refine(config, dataset, probs[head], dict(resolution.queries),
-                                        refine_key)
+                                        refine_key, with_labeled=unshifted)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
-            f"target rows in {refined.seconds:.1f}s: {refined.changed} predictions changed")
+            f"target rows{' and the labeled rows' if unshifted else ''} in "
+            f"{refined.seconds:.1f}s: {refined.changed} predictions changed")
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
                       shift=0.0 if shift is None else shift.seconds,
                       refine=0.0 if refined is None else refined.seconds,

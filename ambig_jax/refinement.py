@@ -6,7 +6,10 @@ head's confident target predictions only (plus the revealed labels) never sees t
 it labels them from the feature the head follows rather than copying its slips. The target
 set is the right place for this: there the two features are independent, so the confident
 rows teach the kept feature and nothing else; the labeled rows, where the features agree,
-would teach both (adding them cost accuracy: docs/refinement.md).
+would teach both (adding them cost accuracy: docs/refinement.md). Where the shift test finds
+no shift, the labeled rows are drawn like the target and teach its labelling, rare rows
+included (13's backdoored rows, which the target holds too few of to teach): the student
+learns them as well.
 """
 
 import dataclasses
@@ -48,7 +51,7 @@ def confident_rows(probs: np.ndarray, drop: float) -> np.ndarray:
 
 
 def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: dict[int, int],
-           key: jax.Array) -> Refinement:
+           key: jax.Array, with_labeled: bool = False) -> Refinement:
     """Trains one plain (ERM) student on the head's confident target rows and the revealed
     labels, with the run's backbone and schedule, and predicts the whole target set.
 
@@ -58,14 +61,19 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
       head_probs: [N, C] the chosen head's probabilities on the target rows.
       revealed: target row -> class index, labels from the oracle (they override the head).
       key: PRNG key of the student.
+      with_labeled: also teach the labeled rows with their labels (for a target drawn like
+        them: the shift test found no shift).
     """
     start = time.perf_counter()
     labels = head_probs.argmax(-1).astype(np.int32)
     taught = confident_rows(head_probs, config.refine_drop)
     for row, label in revealed.items():
         labels[row], taught[row] = label, True
-    student = training.train_member(config, dataset, dataset.x_target[taught], labels[taught],
-                                    key, desc=f"[{dataset.name}] refinement")
+    x, y = dataset.x_target[taught], labels[taught]
+    if with_labeled:
+        x, y = np.concatenate([dataset.x_labeled, x]), np.concatenate([dataset.y_labeled, y])
+    student = training.train_member(config, dataset, x, y, key,
+                                    desc=f"[{dataset.name}] refinement")
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,

@@ -34,8 +34,12 @@ def input_gradients(module, params, x: jax.Array) -> jax.Array:
 _jitted_gradients = jax.jit(input_gradients, static_argnums=0)
 
 
-def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray, max_rows: int = 256,
-                   batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+GRADIENT_ROWS = 256  # rows a gradient map averages by default: a few hundred suffice
+
+
+def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray,
+                      max_rows: int = GRADIENT_ROWS,
+                      batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean |gradient| per head and predicted class, on at most `max_rows` rows of x.
 
     Args:

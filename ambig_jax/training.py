@@ -219,7 +219,7 @@ MOST_CHUNKS = 50  # chunks of a training run: the progress bar moves between the
 # Fields that never reach the compiled scan (keys and data are its arguments): runs that differ
 # only in these share one compilation.
 _NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "shift_test", "shift_steps", "rule",
-                 "trunk")
+                 "trunk", "local_patterns")
 
 
 def chunk_length(steps: int, most_chunks: int | None = None) -> int:

@@ -2,9 +2,10 @@ r"""Strategies side by side on generated sets, several seeds, the whole pipeline
 
   python -m experiments.benchmark --seeds=0,1,2 --dataset=all --strategies=hybrid,divdis,dbat,erm
 
-Seed s generates the data (`cache.generated_dir(s)`) and seeds training and queries; a local
-oracle answers from the hidden labels, with a fresh 5-label ledger per (seed, strategy). ERM
-(independent heads, one kept by the same 5 labels) is the floor. Every other `Config` field
+Seed s generates the data (`cache.generated_dir(s)`; `--embedding` picks the family of sets
+23 and 456's embedding) and seeds training and queries; a local oracle answers from the
+hidden labels, with a fresh 5-label ledger per (seed, strategy). ERM (independent heads, one
+kept by the same 5 labels) is the floor. Every other `Config` field
 comes from `--config` and `--set` (`experiments.config_flags`). Writes
 `<output_dir>/benchmark.md` and `benchmark.json`, and every run's outputs under
 `<output_dir>/seed<s>/<strategy>/`.
@@ -19,6 +20,7 @@ from absl import flags
 from ambig_jax import benchmark
 from ambig_jax.config import STRATEGIES
 from ambig_jax.datasets import cache
+from ambig_jax.datasets import generator
 from experiments import config_flags
 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Data and training seeds.")
@@ -30,6 +32,8 @@ _PICTURES = flags.DEFINE_bool("pictures", False, "Also write every run's figures
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete an earlier benchmark in output_dir.")
 _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Run nothing: rebuild benchmark.md and the "
                                  "summary from the records of output_dir/benchmark.json.")
+_EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
+                                generator.EMBEDDING_HELP)
 
 
 def main(argv):
@@ -48,9 +52,9 @@ def main(argv):
     base = config_flags.build()
     rows = benchmark.run([int(s) for s in _SEEDS.value], cache.parse_ids(_DATASET.value),
                          _STRATEGIES.value, base, output_dir, _PICTURES.value,
-                         log=lambda line: print(line, flush=True))
+                         log=lambda line: print(line, flush=True), embedding=_EMBEDDING.value)
     print(benchmark.write_tables(output_dir, rows, {
-        "config": base.to_json(), "overrides": config_flags.overrides(),
+        "config": base.to_json(), "overrides": config_flags.overrides(), "embedding": _EMBEDDING.value,
         "varied": ["strategy", "seed"], "machine": benchmark.machine()}))
 
 

@@ -20,18 +20,20 @@ from experiments import config_flags
 
 _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (generatable sets).")
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the generated data and of training.")
+_EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
+                                generator.EMBEDDING_HELP)
 
 
 def main(argv):
     del argv
-    data_dir = cache.generated_dir(_SEED.value)
+    data_dir = cache.generated_dir(_SEED.value, _EMBEDDING.value)
     config = config_flags.build(f"seed={_SEED.value}")
     print(f"seed {_SEED.value}, backbone {config.backbone}, {config.steps} steps")
     print("| set | test rows | half of the target: rows, accuracy "
           "| + every unlabeled row: rows, accuracy |")
     print("|---|---|---|---|")
     for dataset_id in cache.parse_ids(_DATASET.value):
-        cache.ensure_generated(data_dir, dataset_id, _SEED.value)
+        cache.ensure_generated(data_dir, dataset_id, _SEED.value, _EMBEDDING.value)
         dataset = loader.load_dataset(data_dir, dataset_id)
         truth = {split: dataset.to_index(generator.load_hidden_split_labels(
             data_dir, dataset_id, split)) for split in ("target", "unlabeled")}

@@ -24,17 +24,19 @@ _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (
 _SEED = flags.DEFINE_integer("seed", 1, "Seed of the generated data and of training.")
 _STRATEGIES = flags.DEFINE_list("strategies", ["seqmi", "erm"], "Strategies to compare.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Generated data folder (default: cache).")
+_EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
+                                generator.EMBEDDING_HELP)
 
 
 def main(argv):
     del argv
-    data_dir = _DATA_DIR.value or cache.generated_dir(_SEED.value)
+    data_dir = _DATA_DIR.value or cache.generated_dir(_SEED.value, _EMBEDDING.value)
     ids = cache.parse_ids(_DATASET.value)
     base = config_flags.build(f"seed={_SEED.value}")
     print(f"{'set':>4} {'strategy':8} {'best':>6}  heads' target accuracy            "
           f"{'compile':>7} {'train':>6}")
     for dataset_id in ids:
-        cache.ensure_generated(data_dir, dataset_id, _SEED.value)
+        cache.ensure_generated(data_dir, dataset_id, _SEED.value, _EMBEDDING.value)
         ds, _ = features.encode(loader.load_dataset(data_dir, dataset_id), base)
         y_target = ds.to_index(generator.load_hidden_labels(data_dir, dataset_id))
         for strategy in _STRATEGIES.value:

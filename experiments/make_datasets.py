@@ -20,6 +20,8 @@ _OUT_DIR = flags.DEFINE_string("out_dir", None, "Folder to write public/ and hid
 _SEED = flags.DEFINE_integer("seed", 0, "Generator seed; other seeds give other samples.")
 _DATASET = flags.DEFINE_string("dataset", "all", "A set id (e.g. 23), a comma list, or 'all'.")
 _MNIST_DIR = flags.DEFINE_string("mnist_dir", None, "Another folder of the four MNIST files.")
+_EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
+                                generator.EMBEDDING_HELP)
 
 
 def main(argv):
@@ -33,7 +35,8 @@ def main(argv):
     for dataset_id in ids:
         t0 = time.perf_counter()
         try:
-            generated = generator.generate(dataset_id, _SEED.value, _MNIST_DIR.value)
+            generated = generator.generate(dataset_id, _SEED.value, _MNIST_DIR.value,
+                                           _EMBEDDING.value)
         except generator.GeneratorError as e:
             raise app.UsageError(str(e))
         generator.save(generated, _OUT_DIR.value)

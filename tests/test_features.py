@@ -1,4 +1,7 @@
-"""The frozen random convolutional trunk for colour images (`features`)."""
+"""The image encoders (`features`): the frozen random convolutional trunk for colour images,
+pixels and local-pattern extremes for the others."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +14,7 @@ from ambig_jax.config import PRESETS, Config
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import loader
 from ambig_jax.datasets import vehicle_animal
+from tests.conftest import generated
 
 
 def colour_set(seed=0, sizes=(200, 300, 300)):
@@ -52,11 +56,72 @@ def test_grid_keeps_which_half_a_pattern_is_in():
     np.testing.assert_array_equal(np.flatnonzero(cells[1]), [7])
 
 
-def test_encode_leaves_other_inputs_alone():
-    ds = loader.from_arrays(catalog.CATALOG[1], np.zeros((4, 1, 28, 56), np.float32),
-                            np.array([0, 1, 0, 1]), np.zeros((4, 1, 28, 56), np.float32),
-                            np.zeros((4, 1, 28, 56), np.float32))
-    assert features.encode(ds, Config()) == (ds, None)
+def mnist_like(rows=4):
+    return loader.from_arrays(catalog.CATALOG[1], np.zeros((rows, 1, 28, 56), np.float32),
+                              np.arange(rows) % 2, np.zeros((rows, 1, 28, 56), np.float32),
+                              np.zeros((rows, 1, 28, 56), np.float32))
+
+
+@pytest.mark.parametrize("shape,config,expected", [
+    ((1, 28, 56), Config(), True), ((3, 32, 64), Config(trunk="none"), True),
+    ((3, 32, 64), Config(), False), ((1, 28, 56), Config(local_patterns=0), False),
+    ((1, 28, 56), Config(backbone="conv"), False), ((99,), Config(), False),
+    ((1, 2, 2), Config(), False)])
+def test_which_inputs_gain_local_patterns(shape, config, expected):
+    assert features.uses_patterns(shape, config) == expected
+
+
+def test_encode_leaves_vectors_alone_and_pixels_when_asked():
+    vectors = loader.from_arrays(catalog.CATALOG[0], np.zeros((4, 2), np.float32),
+                                 np.array([0, 1, 0, 1]), np.zeros((4, 2), np.float32),
+                                 np.zeros((4, 2), np.float32))
+    assert features.encode(vectors, Config()) == (vectors, None)
+    images = mnist_like()
+    assert features.encode(images, Config(local_patterns=0)) == (images, None)
+
+
+def test_patterns_see_a_rare_patch_anywhere_and_ignore_a_shared_noise_level():
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 1, 28, 56), dtype=np.float32) * 0.05
+    x[:30] += rng.normal(0.0, 0.15, (30, 1, 28, 56)).astype(np.float32)  # half the rows: noisy
+    x[40, :, 3:6, 4:7] += 2.0  # the same bright patch at two far-apart places
+    x[41, :, 20:23, 45:48] += 2.0
+    ds = dataclasses.replace(mnist_like(60), x_labeled=x, y_labeled=np.arange(60) % 2,
+                             x_unlabeled=x, x_target=x)
+    encoded, encoder = features.encode(ds, Config(local_patterns=8))
+    assert isinstance(encoder, features.PixelsAndPatterns)
+    assert encoded.input_shape == (28 * 56 + 2 * 8,)
+    np.testing.assert_array_equal(encoded.x_target[:, :28 * 56], x.reshape(60, -1))
+    excess = encoded.x_target[:, 28 * 56:]
+    assert np.all(excess[:30] == 0.0)  # a noise level half the rows share is no trigger
+    assert np.mean(excess[42:] > 0) < 0.05
+    # a filter whose weights sum to more than 0 answers the patch, and alike wherever it is
+    sums = np.asarray(encoder.filters).sum(axis=(0, 1, 2))
+    brighter = np.flatnonzero(sums > 0.5)
+    assert np.all(excess[40:42, np.argmax(sums)] > 1.0) and np.sum(excess[40, brighter] > 0) >= 3
+    np.testing.assert_allclose(excess[40, brighter], excess[41, brighter], rtol=0.2)
+    np.testing.assert_allclose(encoder(x[38:42]), encoded.x_target[38:42], rtol=1e-5)
+    maps = np.arange(2 * encoded.input_shape[0], dtype=np.float32).reshape(2, -1)
+    np.testing.assert_array_equal(encoder.image_maps(maps), maps[:, :28 * 56].reshape(2, 1, 28, 56))
+
+
+@pytest.mark.slow
+def test_local_patterns_learn_set_13s_backdoor():
+    """What the patterns are for: an ERM member on set 13's labeled rows gets the target's
+    backdoored rows (a +2 3x3 patch at a random place, relabeled) right with them, and misses
+    most of them on the pixels alone, which must learn the patch at every place."""
+    g = generated(13, seed=1)
+    ds = loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],
+                            g.x["target"])
+    backdoor, truth = g.meta["target"]["backdoor"], ds.to_index(g.y["target"])
+    right = {}
+    for patterns in (16, 0):
+        config = Config(local_patterns=patterns)
+        data, _ = features.encode(ds, config)
+        member = training.train_member(config, data, data.x_labeled, data.y_labeled)
+        predicted = member.predict_proba(data.x_target)[0].argmax(-1)
+        right[patterns] = np.mean(predicted[backdoor] == truth[backdoor])
+    assert right[16] >= 0.9 and right[0] <= 0.7, right
 
 
 def test_encode_is_the_seeds_frozen_trunk():

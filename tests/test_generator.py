@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ambig_jax.datasets import cache
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
@@ -203,3 +204,40 @@ def test_vehicle_animal_at_full_size():
     assert g.sizes() == (10_000, 20_000, 20_000) == catalog.CATALOG[888].sizes
     assert all(g.x[s].dtype == np.float32 for s in generator.SPLITS)
     assert g.x["target"].nbytes == 20_000 * 24_576  # the original's 24,576 bytes per row
+
+
+def _linear_readout(x, y):
+    """Accuracy on the second half of a least-squares readout of binary y fitted on the first."""
+    x = np.c_[(x - x.mean(0)) / (x.std(0) + 1e-6), np.ones(len(x))]
+    half = len(x) // 2
+    w = np.linalg.lstsq(x[:half], y[:half] - 0.5, rcond=None)[0]
+    return np.mean((x[half:] @ w > 0) == (y[half:] == 1))
+
+
+@pytest.mark.parametrize("embedding,dim,dtype", [
+    ("tanh", generator.EMBED_DIM, np.float64), ("relu", 2 * generator.EMBED_DIM, np.float32),
+    ("conv", 128, np.float32)])
+def test_embedding_families_embed_the_same_pairs(gen, embedding, dim, dtype):
+    g, default = generator.generate(23, 0, embedding=embedding), gen(23)
+    for split in generator.SPLITS:
+        assert g.x[split].shape == (len(default.y[split]), dim) and g.x[split].dtype == dtype
+        assert np.isfinite(g.x[split]).all()
+        np.testing.assert_array_equal(g.y[split], default.y[split])
+        np.testing.assert_array_equal(g.meta[split]["spurious"], default.meta[split]["spurious"])
+    if embedding != "tanh":
+        assert g.x["target"].shape != default.x["target"].shape
+    # both digits of the pair survive the embedding: each is linearly readable on the target
+    classes = np.asarray(g.info.classes)
+    label = np.searchsorted(classes, g.y["target"])
+    spurious = np.searchsorted(classes, g.meta["target"]["spurious"])
+    assert _linear_readout(g.x["target"], label) > 0.8
+    assert _linear_readout(g.x["target"], spurious) > 0.8
+
+
+def test_embedding_family_changes_only_the_embedded_sets(gen):
+    g = generator.generate(2, 0, embedding="relu")
+    np.testing.assert_array_equal(g.x["target"], gen(2).x["target"])
+    with pytest.raises(generator.GeneratorError, match="unknown embedding 'sigmoid'"):
+        generator.generate(23, 0, embedding="sigmoid")
+    assert cache.generated_dir(3).name == "seed3"
+    assert cache.generated_dir(3, "conv").name == "seed3-conv"

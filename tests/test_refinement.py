@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ambig_jax import refinement
+from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets import loader
 from tests.conftest import generated
@@ -49,6 +50,33 @@ def test_student_repairs_the_unsure_slips_of_a_teacher(toy):
     assert all(result.taught[row] for row in revealed)
     assert result.changed == int(np.sum(result.predictions != teacher))
     assert result.probs.shape == probs.shape and result.seconds > 0
+
+
+def test_an_unshifted_target_teaches_the_labeled_rows_too(toy, monkeypatch):
+    ds, _ = toy
+    taught = []
+    train_member = training.train_member
+
+    def spy(config, dataset, x, y, *args, **kwargs):
+        taught.append((x, y))
+        return train_member(config.replace(steps=2), dataset, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_member", spy)
+    probs = np.tile([[0.9, 0.1]], (len(ds.x_target), 1))
+    probs[::2] = [0.2, 0.8]
+    for with_labeled in (False, True):
+        result = refinement.refine(Config(), ds, probs, {3: 0}, jax.random.key(0),
+                                   with_labeled=with_labeled)
+        x, y = taught[-1]
+        rows = ds.x_target[result.taught]
+        labels = np.where(np.arange(len(probs)) % 2 == 0, 1, 0)[result.taught]
+        labels[np.flatnonzero(result.taught) == 3] = 0
+        if with_labeled:
+            np.testing.assert_array_equal(x, np.concatenate([ds.x_labeled, rows]))
+            np.testing.assert_array_equal(y, np.concatenate([ds.y_labeled, labels]))
+        else:
+            np.testing.assert_array_equal(x, rows)
+            np.testing.assert_array_equal(y, labels)
 
 
 def test_config_checks_refinement_and_schedule():

@@ -15,9 +15,11 @@ def root() -> pathlib.Path:
     return pathlib.Path(os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "ambig_jax")
 
 
-def generated_dir(seed: int) -> pathlib.Path:
-    """`<root>/generated/seed<S>`: the sets generated with seed S."""
-    return root() / "generated" / f"seed{seed}"
+def generated_dir(seed: int, embedding: str = "tanh") -> pathlib.Path:
+    """`<root>/generated/seed<S>`: the sets generated with seed S (`seed<S>-<embedding>` with
+    another embedding family than the default, `generator.EMBEDDINGS`)."""
+    suffix = "" if embedding == "tanh" else f"-{embedding}"
+    return root() / "generated" / f"seed{seed}{suffix}"
 
 
 def compiled_dir() -> pathlib.Path:
@@ -25,7 +27,7 @@ def compiled_dir() -> pathlib.Path:
     return root() / "xla"
 
 
-def ensure_generated(data_dir, dataset_id: int, seed: int) -> None:
+def ensure_generated(data_dir, dataset_id: int, seed: int, embedding: str = "tanh") -> None:
     """Generates set `dataset_id` into `data_dir` unless its files and hidden labels exist."""
     data_dir = pathlib.Path(data_dir)
     info = catalog.info_for(dataset_id)
@@ -33,7 +35,7 @@ def ensure_generated(data_dir, dataset_id: int, seed: int) -> None:
     complete = all((folder / f).is_file() for f in loader.FILES) and \
         generator.hidden_labels_path(data_dir, dataset_id).is_file()
     if not complete:
-        generator.save(generator.generate(dataset_id, seed), data_dir)
+        generator.save(generator.generate(dataset_id, seed, embedding=embedding), data_dir)
 
 
 def parse_ids(spec: str) -> list[int]:

@@ -33,7 +33,15 @@ from ambig_jax.datasets import vehicle_animal
 
 DIGIT_NOISE_STD = 0.02
 DEFAULT_MIX_RATE = 0.5
-EMBED_DIM = 99  # the originals hold 792 bytes (99 float64) per row
+EMBED_DIM = 99  # the originals hold 792 bytes per row: 99 float64 (or 198 float32)
+# Families of sets 23 and 456's opaque embedding of a digit pair (the hidden test sets use
+# another one than ours): "tanh" (the default), tanh(x W + b) of the pixels, 99 float64;
+# "relu", max(x W + b, 0), 198 float32; "conv", the penultimate layer of a small random
+# convolutional net (two 3x3 ReLU convolutions with max pooling, then a ReLU dense layer),
+# 128 float32. The family changes the embedding only: the digits are the same.
+EMBEDDINGS = ("tanh", "relu", "conv")
+EMBEDDING_HELP = "Family of sets 23 and 456's embedding: tanh (99 float64), relu (198 float32), " \
+                 "conv (128 float32, a random conv net's penultimate layer)."
 SPLITS = ("labeled", "unlabeled", "target")
 
 
@@ -156,6 +164,57 @@ def _embedding(rng, dim_in):
     return lambda x: np.tanh(x.reshape(len(x), -1) @ w + b)
 
 
+def _relu_embedding(rng, dim_in, dim=2 * EMBED_DIM):
+    """Random ReLU features x [N, dim_in] -> max(x W + b, 0) [N, dim], float32."""
+    w = rng.normal(0.0, 1.0 / 10.0, (dim_in, dim))
+    b = rng.normal(0.0, 0.5, dim)
+    return lambda x: np.maximum(x.reshape(len(x), -1) @ w + b, 0.0).astype(np.float32)
+
+
+def _conv3x3_relu_pool(x, w):
+    """[N, H, W, Cin] -> 3x3 'same' convolution with w [9 * Cin, Cout], ReLU, 2x2 max pool."""
+    n, h, width, _ = x.shape
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    windows = np.concatenate([padded[:, i:i + h, j:j + width] for i in range(3)
+                              for j in range(3)], axis=-1)  # [N, H, W, 9 * Cin]
+    y = np.maximum(windows @ w, 0.0)
+    return y[:, :h // 2 * 2, :width // 2 * 2].reshape(
+        n, h // 2, 2, width // 2, 2, -1).max(axis=(2, 4))
+
+
+def _conv_embedding(rng, image_shape=(28, 56), widths=(16, 32), dim=128, chunk=512):
+    """The penultimate layer of a small random conv net: [N, 1, H, W] images ->
+    two 3x3 ReLU convolutions with 2x2 max pooling -> ReLU dense layer [N, dim], float32."""
+    ws, channels = [], 1
+    for width in widths:  # He initialisation
+        ws.append(rng.normal(0.0, np.sqrt(2.0 / (9 * channels)), (9 * channels, width)))
+        channels = width
+    flat = (image_shape[0] // 4) * (image_shape[1] // 4) * channels
+    dense = rng.normal(0.0, np.sqrt(2.0 / flat), (flat, dim))
+    bias = rng.normal(0.0, 0.1, dim)
+
+    def embed(x):
+        out = []
+        for start in range(0, len(x), chunk):
+            h = x[start:start + chunk].reshape((-1,) + image_shape + (1,)).astype(np.float32)
+            for w in ws:
+                h = _conv3x3_relu_pool(h, w.astype(np.float32))
+            out.append(np.maximum(h.reshape(len(h), -1) @ dense + bias, 0.0))
+        return np.concatenate(out).astype(np.float32)
+    return embed
+
+
+def _family_embedding(embedding, seed, dataset_id):
+    """The `embedding` family's embedding of set `dataset_id` (not "tanh": drawn from the
+    generator's stream, which it shares with the digits), drawn from its own stream."""
+    rng = np.random.default_rng([seed, dataset_id, EMBEDDINGS.index(embedding)])
+    if embedding == "relu":
+        return _relu_embedding(rng, 28 * 56)
+    if embedding == "conv":
+        return _conv_embedding(rng)
+    raise ValueError(f"unknown embedding {embedding!r}; use one of {EMBEDDINGS}")
+
+
 def _compose(family, rng, images, labels, groups, fixed):
     """Builds one split's inputs and bookkeeping from its digit groups [N, k]."""
     n = len(groups)
@@ -184,9 +243,8 @@ def _compose(family, rng, images, labels, groups, fixed):
         raise AssertionError(family)
     if family in ("constant_random_row", "grey_random_row"):
         meta["swapped"] = swap
-    if family == "embed":
-        x = fixed["embed"](x)
-    return x.astype(np.float64), cls[:, 0].astype(np.int64), meta
+    x = fixed["embed"](x) if family == "embed" else x.astype(np.float64)
+    return x, cls[:, 0].astype(np.int64), meta
 
 
 # id -> (family, digits per sample, unlabeled mix rate)
@@ -232,8 +290,11 @@ def _generate_toy(info, rng, n=500):
     return GeneratedSet(info, x, y, meta)
 
 
-def generate(dataset_id: int, seed: int, mnist_dir=None) -> GeneratedSet:
-    """Builds set `dataset_id` deterministically from `seed`; other seeds give other samples."""
+def generate(dataset_id: int, seed: int, mnist_dir=None, embedding: str = "tanh") -> GeneratedSet:
+    """Builds set `dataset_id` deterministically from `seed`; other seeds give other samples.
+    `embedding` (one of `EMBEDDINGS`) is the family of sets 23 and 456's embedding."""
+    if embedding not in EMBEDDINGS:
+        raise GeneratorError(f"unknown embedding {embedding!r}; use one of {EMBEDDINGS}")
     info = catalog.info_for(dataset_id)
     if not info.generatable:
         raise GeneratorError(
@@ -258,7 +319,9 @@ def generate(dataset_id: int, seed: int, mnist_dir=None) -> GeneratedSet:
     classes = np.asarray(info.classes)
     fixed = {"classes": classes,
              "exemplars": np.array([rng.choice(np.flatnonzero(labels == c)) for c in classes]),
-             "embed": _embedding(rng, 28 * 56)}
+             "embed": _embedding(rng, 28 * 56)}  # drawn for every family: the same digits
+    if embedding != "tanh":
+        fixed["embed"] = _family_embedding(embedding, seed, dataset_id)
 
     x, y, meta = {}, {}, {}
     for split in SPLITS:
