@@ -86,9 +86,10 @@ class Config:
 
     trunk: "auto" puts colour images [3, H, W] through a frozen random convolutional trunk
       before the heads (`features`); "none" gives every input to the backbone as it is.
-    local_patterns: other images (the one-channel MNIST sets) keep their pixels and gain the
-      global maximum and minimum of this many random 3x3 filters (`features`): a pattern
-      that may be anywhere, like set 13's backdoor patch, is one feature then. 0: pixels only.
+    local_patterns: other images (the one-channel MNIST sets) keep their pixels and gain, for
+      this many random 3x3 filters, how far the filter's maximum and minimum over the image
+      pass a fence that few rows pass (`features.PixelsAndPatterns`): a rare pattern that may
+      be anywhere, like set 13's backdoor patch, is one feature then. 0: pixels only.
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.

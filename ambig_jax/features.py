@@ -114,6 +114,10 @@ class TrunkEncoder:
     mean: np.ndarray  # [1, C, 1, 1] per-channel centre of the raw inputs
     scale: np.ndarray  # [1, C, 1, 1] per-channel standard deviation
 
+    description = "the random convolutional trunk"
+    keeps_pixels = False  # the heads see trunk features only
+    occlusion_patch = 8  # side of the patches its occlusion maps resample
+
     @classmethod
     def fit(cls, dataset: Dataset, config: Config) -> "TrunkEncoder":
         """The trunk of `config.seed`, with the input's per-channel scale taken from the first
@@ -124,10 +128,6 @@ class TrunkEncoder:
         key = jax.random.fold_in(jax.random.key(config.seed), _KEY_SALT)
         params = module.init(key, jnp.zeros((1,) + dataset.input_shape, jnp.float32))
         return cls(module, params, mean, scale)
-
-    description = "the random convolutional trunk"
-    keeps_pixels = False  # the heads see trunk features only
-    occlusion_patch = 8  # side of the patches its occlusion maps resample
 
     def __call__(self, x: np.ndarray, chunk: int = 1024) -> np.ndarray:
         """float32 features [N, F] of raw images x [N, C, H, W]."""
@@ -167,7 +167,7 @@ class PixelsAndPatterns:
         row of the data set."""
         mean, scale = _channel_stats(dataset)
         channels = dataset.input_shape[0]
-        key = jax.random.fold_in(jax.random.key(config.seed), _KEY_SALT + 1)
+        key = jax.random.fold_in(jax.random.key(config.seed), _KEY_SALT + 1)  # not the trunk's
         filters = jax.random.normal(key, (PATTERN_SIZE, PATTERN_SIZE, channels,
                                           config.local_patterns)) / (3.0 * np.sqrt(channels))
         unfitted = cls(np.asarray(filters, np.float32), mean, scale,

@@ -205,8 +205,8 @@ def _conv_embedding(rng, image_shape=(28, 56), widths=(16, 32), dim=128, chunk=5
 
 
 def _family_embedding(embedding, seed, dataset_id):
-    """The `embedding` family's embedding of set `dataset_id` (not "tanh": drawn from the
-    generator's stream, which it shares with the digits), drawn from its own stream."""
+    """The `embedding` family's embedding of set `dataset_id`, drawn from a stream of its own
+    (the default "tanh" is drawn from the generator's stream, and stays as it always was)."""
     rng = np.random.default_rng([seed, dataset_id, EMBEDDINGS.index(embedding)])
     if embedding == "relu":
         return _relu_embedding(rng, 28 * 56)
