@@ -47,7 +47,8 @@ def measure(dataset_id: int, seed: int, embedding: str) -> tuple[float, float]:
     dataset, _ = features.encode(raw, config)
     ensemble = training.train(config, dataset, desc=f"[{raw.name}] heads")
     best = float((ensemble.predict_proba(dataset.x_target).argmax(-1) == truth).mean(1).max())
-    ceiling = benchmark.supervised_ceilings(config, raw, truth, seed=seed)["half_target"]
+    # the encoded rows are vectors, which `supervised_ceilings` does not encode again
+    ceiling = benchmark.supervised_ceilings(config, dataset, truth, seed=seed)["half_target"]
     return best, ceiling
 
 
@@ -58,7 +59,8 @@ def main(argv):
         if embedding not in generator.EMBEDDINGS:
             raise app.UsageError(f"unknown embedding {embedding!r}; use {generator.EMBEDDINGS}")
     ids, seeds = cache.parse_ids(_DATASET.value), [int(s) for s in _SEEDS.value]
-    print(f"strategy {config_flags.build().strategy}, {config_flags.build().steps} steps")
+    base = config_flags.build()
+    print(f"strategy {base.strategy}, {base.steps} steps")
     print("| family | set | seed | best head | ceiling | gap |")
     print("|---|---|---|---|---|---|")
     results = collections.defaultdict(list)
