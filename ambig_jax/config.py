@@ -90,6 +90,10 @@ class Config:
       this many random 3x3 filters, how far the filter's maximum and minimum over the image
       pass a fence that few rows pass (`features.PixelsAndPatterns`): a rare pattern that may
       be anywhere, like set 13's backdoor patch, is one feature then. 0: pixels only.
+    feature_blocks: before the heads train, split the input features into the two blocks whose
+      dependence vanishes on the target, and test whether one ERM head on each block explains
+      the labels while the two are independent on the target; if so, the hybrid's joint pair
+      sees one block each, so that neither can mix the two features (`blocks`).
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -110,6 +114,7 @@ class Config:
     backbone: str = "mlp"
     trunk: str = "auto"
     local_patterns: int = 16
+    feature_blocks: bool = True
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128

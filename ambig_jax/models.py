@@ -87,6 +87,9 @@ def init_ensemble(module: nn.Module, key: jax.Array, num_heads: int, input_shape
     return jax.vmap(lambda k: module.init(k, dummy))(jax.random.split(key, num_heads))
 
 
-def ensemble_apply(module: nn.Module, params, x: jax.Array) -> jax.Array:
-    """Logits [H, B, C] of every member on one batch x [B, *S]."""
-    return jax.vmap(module.apply, in_axes=(0, None))(params, x)
+def ensemble_apply(module: nn.Module, params, x: jax.Array, masks=None) -> jax.Array:
+    """Logits [H, B, C] of every member on one batch x [B, *S]; with `masks` [H, *S], member h
+    sees x * masks[h] (a masked feature sits at its mean, 0 in standardised units)."""
+    if masks is None:
+        return jax.vmap(module.apply, in_axes=(0, None))(params, x)
+    return jax.vmap(lambda p, m: module.apply(p, x * m))(params, masks)

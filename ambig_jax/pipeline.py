@@ -1,4 +1,5 @@
-"""One data set end to end: encode images -> train heads -> test whether the target is
+"""One data set end to end: encode images -> test whether two blocks of features explain the
+labels apart -> train heads -> test whether the target is
 shifted -> ask at most `budget` labels -> keep a head -> refine it on the target set (and the
 labeled rows, when the target is not shifted) -> estimate and decide.
 
@@ -11,6 +12,7 @@ import time
 import jax
 import numpy as np
 
+from ambig_jax import blocks as blocks_lib
 from ambig_jax import disambiguation
 from ambig_jax import features
 from ambig_jax import refinement as refinement_lib
@@ -34,6 +36,7 @@ class Solution:
     ensemble: training.TrainedEnsemble  # the heads themselves (for saliency maps)
     refinement: refinement_lib.Refinement | None  # None when config.refine is off
     shift: shift_lib.ShiftTest | None  # None when config.shift_test is off
+    blocks: blocks_lib.BlockTest | None = None  # None when the test does not apply
 
 
 def calibrated_probs(ensemble: training.TrainedEnsemble, x: np.ndarray) -> np.ndarray:
@@ -55,6 +58,22 @@ def shift_key(seed: int) -> jax.Array:
     return jax.random.fold_in(run_keys(seed)[0], 2)
 
 
+def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
+                ) -> tuple[training.TrainedEnsemble, blocks_lib.BlockTest | None]:
+    """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
+    (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed."""
+    blocks = None
+    if blocks_lib.applies(config, dataset):
+        blocks = blocks_lib.test_blocks(config, dataset, jax.random.fold_in(key, 3))
+        log(f"[{dataset.name}] feature blocks: {blocks.describe()} ({blocks.seconds:.1f}s)")
+    masks = None if blocks is None else blocks.head_masks(config)
+    log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
+        f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
+        f"{len(dataset.x_target)} target rows")
+    ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks)
+    return ensemble, blocks
+
+
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     """Trains the heads, spends the label budget where it teaches most, keeps the best head.
 
@@ -71,10 +90,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     if encoder is not None:
         log(f"[{dataset.name}] encoded the images as {encoder.description}: "
             f"{dataset.input_shape[0]} features a row ({encode_seconds:.1f}s)")
-    log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
-        f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
-        f"{len(dataset.x_target)} target rows")
-    ensemble = training.train(config, dataset, train_key, desc=f"[{dataset.name}] heads")
+    ensemble, blocks = train_heads(config, dataset, train_key, log)
     probs = calibrated_probs(ensemble, dataset.x_target)
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")
@@ -111,8 +127,10 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
         unshifted = shift is not None and not shift.shifted
+        mask = None if ensemble.masks is None else ensemble.masks[head]
+        mask = None if mask is None or mask.all() else mask  # a head that saw every input
         refined = refinement_lib.refine(config, dataset, probs[head], dict(resolution.queries),
-                                        refine_key, with_labeled=unshifted)
+                                        refine_key, with_labeled=unshifted, mask=mask)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
             f"target rows{' and the labeled rows' if unshifted else ''} in "
@@ -120,8 +138,9 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
                       shift=0.0 if shift is None else shift.seconds,
                       refine=0.0 if refined is None else refined.seconds,
-                      solve=time.perf_counter() - start, encode=encode_seconds)
+                      solve=time.perf_counter() - start, encode=encode_seconds,
+                      blocks=0.0 if blocks is None else blocks.seconds)
     return Solution(dataset=raw, encoder=encoder, config=config,
                     predictions=dataset.to_original(predicted),
                     head_probs=probs, resolution=resolution, timings=timings,
-                    ensemble=ensemble, refinement=refined, shift=shift)
+                    ensemble=ensemble, refinement=refined, shift=shift, blocks=blocks)

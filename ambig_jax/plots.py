@@ -163,6 +163,7 @@ def _html(run: RunRecord, figures: dict[str, str]) -> str:
              "probabilities read as exact rather than calibrated)"),
             ("no head the label's feature", f"{est.unidentified:.2f} (posterior probability "
              "that the data do not identify the label)"),
+            ("feature blocks", "not tested" if run.blocks is None else run.blocks.describe()),
             ("shift test", "not run" if run.shift is None else run.shift.describe()),
             ("true accuracy", "unknown" if run.true_accuracy is None
              else f"{run.true_accuracy:.3f}"),

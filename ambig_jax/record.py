@@ -15,6 +15,7 @@ import numpy as np
 
 from ambig_jax import outputs
 from ambig_jax import serialization
+from ambig_jax.blocks import BlockTest
 from ambig_jax.config import Config
 from ambig_jax.disambiguation import Decision, Estimate
 from ambig_jax.shift import ShiftTest
@@ -44,8 +45,8 @@ class Query:
 
 @dataclasses.dataclass(frozen=True)
 class Timings:
-    """Seconds spent; `solve` covers the trunk's encoding (`encode`, colour images only),
-    training, the shift test, the labels and the refinement, `set` the whole set with its
+    """Seconds spent; `solve` covers the trunk's encoding (`encode`, colour images only), the
+    feature blocks' test (`blocks`), training, the shift test, the labels and the refinement, `set` the whole set with its
     saliency maps, pictures and files."""
     compile: float
     train: float
@@ -54,6 +55,7 @@ class Timings:
     solve: float
     set: float = 0.0
     encode: float = 0.0
+    blocks: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,7 @@ class RunRecord:
     head_accuracies: tuple[float, ...] | None  # [H] every head's, likewise
     timings: Timings
     versions: dict[str, object]
+    blocks: BlockTest | None = None  # None when the test did not run (`blocks.applies`)
 
     @property
     def labels_used(self) -> int:
@@ -179,4 +182,4 @@ def from_solution(solution, truth: np.ndarray | None, oracle: str) -> RunRecord:
             taught_rows=int(refined.taught.sum()), changed_predictions=refined.changed),
         agreement=tuple(tuple(float(a) for a in row) for row in agreement),
         true_accuracy=true_accuracy, head_accuracies=head_accuracies,
-        timings=solution.timings, versions=versions())
+        timings=solution.timings, versions=versions(), blocks=solution.blocks)

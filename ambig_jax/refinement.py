@@ -51,7 +51,8 @@ def confident_rows(probs: np.ndarray, drop: float) -> np.ndarray:
 
 
 def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: dict[int, int],
-           key: jax.Array, with_labeled: bool = False) -> Refinement:
+           key: jax.Array, with_labeled: bool = False,
+           mask: np.ndarray | None = None) -> Refinement:
     """Trains one plain (ERM) student on the head's confident target rows and the revealed
     labels, with the run's backbone and schedule, and predicts the whole target set.
 
@@ -63,6 +64,8 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
       key: PRNG key of the student.
       with_labeled: also teach the labeled rows with their labels (for a target drawn like
         them: the shift test found no shift).
+      mask: [*S] the kept head's input mask (`blocks`): the student sees what the head saw, so
+        that it cannot mix in the other block's feature. None: every input.
     """
     start = time.perf_counter()
     labels = head_probs.argmax(-1).astype(np.int32)
@@ -73,7 +76,8 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
     if with_labeled:
         x, y = np.concatenate([dataset.x_labeled, x]), np.concatenate([dataset.y_labeled, y])
     student = training.train_member(config, dataset, x, y, key,
-                                    desc=f"[{dataset.name}] refinement")
+                                    desc=f"[{dataset.name}] refinement",
+                                    masks=None if mask is None else mask[None])
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,

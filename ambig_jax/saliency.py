@@ -17,18 +17,21 @@ import numpy as np
 from ambig_jax import training
 
 
-def input_gradients(module, params, x: jax.Array) -> jax.Array:
-    """[H, B, C, *S] d log p_h(c | x_b) / d x_b for every head h, row b and class c.
+def input_gradients(module, params, x: jax.Array, masks=None) -> jax.Array:
+    """[H, B, C, *S] d log p_h(c | x_b) / d x_b for every head h, row b and class c (0 on the
+    inputs a head's mask hides, `blocks`).
 
     Rows are independent, so each row's Jacobian is taken on its own (vmapped over rows and
     over the heads' stacked parameters).
     """
-    def one_head(head_params):
+    def one_head(head_params, mask):
         def log_probs(row):  # [*S] -> [C]
-            return jax.nn.log_softmax(module.apply(head_params, row[None])[0])
+            return jax.nn.log_softmax(module.apply(head_params, (row * mask)[None])[0])
         return jax.vmap(jax.jacrev(log_probs))(x)
 
-    return jax.vmap(one_head)(params)
+    if masks is None:
+        masks = jnp.ones((jax.tree.leaves(params)[0].shape[0],) + x.shape[1:], x.dtype)
+    return jax.vmap(one_head)(params, masks)
 
 
 _jitted_gradients = jax.jit(input_gradients, static_argnums=0)
@@ -56,7 +59,7 @@ def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray,
     rows = ensemble.standardizer(np.asarray(x[:max_rows], np.float32))
     grads = np.concatenate([
         np.asarray(_jitted_gradients(ensemble.module, ensemble.params,
-                                     jnp.asarray(rows[i:i + batch_size])))
+                                     jnp.asarray(rows[i:i + batch_size]), ensemble.masks))
         for i in range(0, len(rows), batch_size)], axis=1)  # [H, B, C, *S]
     num_heads, _, num_classes = grads.shape[:3]
     predicted = ensemble.predict_proba(x[:max_rows]).argmax(-1)  # [H, B]

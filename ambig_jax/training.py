@@ -44,6 +44,7 @@ class TrainData(typing.NamedTuple):
     x_pool: jax.Array  # [bucket_rows(N_p), *S] standardised
     num_pool: jax.Array  # int32 scalar: N_p
     prior: jax.Array  # [C] class frequencies of the labeled rows
+    masks: jax.Array | None = None  # [H, *S] each head's input mask (`blocks`); None: all inputs
 
 
 def bucket_rows(rows: int) -> int:
@@ -69,6 +70,7 @@ class TrainedEnsemble:
     compile_seconds: float
     train_seconds: float
     flops_per_step: float | None = None  # XLA's count for one step of all heads, if it gives one
+    masks: np.ndarray | None = None  # [H, *S] each head's input mask, None: every head sees all
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Class probabilities [H, N, C] of every head on raw inputs x [N, *S]."""
@@ -76,13 +78,14 @@ class TrainedEnsemble:
         x = self.standardizer(np.asarray(x, np.float32))
         chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
         # Padded to `bucket_rows` so that sets of similar sizes share one compiled program.
-        return np.concatenate([np.asarray(apply(self.params, _padded(c)))[:, :len(c)]
+        return np.concatenate([np.asarray(apply(self.params, _padded(c), self.masks))[:, :len(c)]
                                for c in chunks], axis=1)
 
 
 @functools.lru_cache(maxsize=16)
 def _jitted_probs(module):
-    return jax.jit(lambda params, x: jax.nn.softmax(models.ensemble_apply(module, params, x)))
+    return jax.jit(lambda params, x, masks: jax.nn.softmax(
+        models.ensemble_apply(module, params, x, masks)))
 
 
 def diversity_edges(strategy: str, num_heads: int) -> np.ndarray:
@@ -113,6 +116,14 @@ def diversity_edges(strategy: str, num_heads: int) -> np.ndarray:
     raise ValueError(f"unknown strategy {strategy!r}")
 
 
+def joint_pair(config: Config) -> tuple[int, int] | None:
+    """The hybrid's joint DivDis pair (its last two heads), or None (other strategies, or fewer
+    than 3 heads)."""
+    if config.strategy == "hybrid" and config.num_heads > 2:
+        return config.num_heads - 2, config.num_heads - 1
+    return None
+
+
 def pushed_heads(config: Config) -> np.ndarray:
     """[H] bool: heads with a diversity edge (they get label smoothing and the prior term)."""
     return diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
@@ -140,13 +151,13 @@ def make_step(module, optimizer, config: Config):
 
     reads_pool = uses_pool(config)
 
-    def loss_fn(params, x_lab, y_lab, x_pool, prior):
-        logits_lab = models.ensemble_apply(module, params, x_lab)  # [H, Bl, C]
+    def loss_fn(params, x_lab, y_lab, x_pool, prior, masks):
+        logits_lab = models.ensemble_apply(module, params, x_lab, masks)  # [H, Bl, C]
         ce = jnp.where(pushed > 0,
                        losses.cross_entropy(logits_lab, y_lab, config.label_smoothing),
                        losses.cross_entropy(logits_lab, y_lab))
         if reads_pool:
-            probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool))
+            probs_pool = jax.nn.softmax(models.ensemble_apply(module, params, x_pool, masks))
             div = diversity(probs_pool, edges)  # [H]
             prior_term = pushed * losses.prior_kl(probs_pool, prior)
         else:  # no head has an edge (erm, the refinement student): both terms are zero
@@ -164,7 +175,7 @@ def make_step(module, optimizer, config: Config):
         pool_idx = jax.random.randint(pool_key, (config.batch_pool,), 0, data.num_pool)
         grads, metrics = jax.grad(loss_fn, has_aux=True)(
             state.params, data.x_labeled[lab_idx], data.y_labeled[lab_idx],
-            data.x_pool[pool_idx], data.prior)
+            data.x_pool[pool_idx], data.prior, data.masks)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
@@ -219,7 +230,7 @@ MOST_CHUNKS = 50  # chunks of a training run: the progress bar moves between the
 # Fields that never reach the compiled scan (keys and data are its arguments): runs that differ
 # only in these share one compilation.
 _NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "shift_test", "shift_steps", "rule",
-                 "trunk", "local_patterns")
+                 "trunk", "local_patterns", "feature_blocks")
 
 
 def chunk_length(steps: int, most_chunks: int | None = None) -> int:
@@ -265,7 +276,7 @@ def _compiled_run(module, optimizer, config: Config, args, length: int):
 
 
 def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
-          desc: str = "training") -> TrainedEnsemble:
+          desc: str = "training", masks: np.ndarray | None = None) -> TrainedEnsemble:
     """Trains `config.num_heads` heads on a data set with one compiled scan, run in chunks of
     `chunk_length` steps with a progress bar between them (a step's randomness comes from
     its index, so the chunking changes nothing in the result).
@@ -275,6 +286,8 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
       dataset: labeled, unlabeled and target inputs; target labels are never used.
       key: PRNG key; defaults to `jax.random.key(config.seed)`.
       desc: the progress bar's label.
+      masks: [H, *S] each head's input mask in standardised units (`blocks`); None: every head
+        sees every input.
 
     Returns:
       The trained ensemble with its compile and run timings (compile is ~0 when a run of the
@@ -301,7 +314,8 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
                      y_labeled=_padded(dataset.y_labeled),
                      num_labeled=jnp.int32(len(dataset.y_labeled)),
                      x_pool=_padded(standardizer(x_pool)), num_pool=jnp.int32(len(x_pool)),
-                     prior=jnp.asarray(prior, jnp.float32))
+                     prior=jnp.asarray(prior, jnp.float32),
+                     masks=None if masks is None else jnp.asarray(masks, jnp.float32))
     length = chunk_length(config.steps)
     t0 = time.perf_counter()
     compiled = _compiled_run(module, optimizer, config, (state, train_key, data), length)
@@ -318,7 +332,8 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
     return TrainedEnsemble(config=config, module=module, params=state.params,
                            standardizer=standardizer,
                            compile_seconds=t1 - t0, train_seconds=t2 - t1,
-                           flops_per_step=_flops_per_step(compiled))
+                           flops_per_step=_flops_per_step(compiled),
+                           masks=None if masks is None else np.asarray(masks, np.float32))
 
 
 def _flops_per_step(compiled) -> float | None:
@@ -336,13 +351,14 @@ def _flops_per_step(compiled) -> float | None:
 
 def train_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,
                  key: jax.Array | None = None, classes: np.ndarray | None = None,
-                 desc: str = "training one member") -> TrainedEnsemble:
+                 desc: str = "training one member",
+                 masks: np.ndarray | None = None) -> TrainedEnsemble:
     """One plain ERM member trained on rows (x, y) in place of the labeled ones (the
     refinement's student, the shift test's classifiers, the supervised ceilings). The data
     set's other rows still shape the input standardisation; its classes, or `classes`, the
-    output.
+    output; `masks` [1, *S], its input mask, as in `train`.
     """
     rows = dataclasses.replace(dataset, x_labeled=x, y_labeled=np.asarray(y, np.int32),
                                classes=dataset.classes if classes is None else classes)
-    return train(config.replace(strategy="erm", num_heads=1), rows, key, desc)
+    return train(config.replace(strategy="erm", num_heads=1), rows, key, desc, masks)
 

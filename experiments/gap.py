@@ -17,11 +17,12 @@ import collections
 
 from absl import app
 from absl import flags
+import jax
 import numpy as np
 
 from ambig_jax import benchmark
 from ambig_jax import features
-from ambig_jax import training
+from ambig_jax import pipeline
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
@@ -45,7 +46,7 @@ def measure(dataset_id: int, seed: int, embedding: str) -> tuple[float, float]:
     raw = loader.load_dataset(data_dir, dataset_id)
     truth = raw.to_index(generator.load_hidden_labels(data_dir, dataset_id))
     dataset, _ = features.encode(raw, config)
-    ensemble = training.train(config, dataset, desc=f"[{raw.name}] heads")
+    ensemble, _ = pipeline.train_heads(config, dataset, jax.random.key(seed), log=lambda _: None)
     best = float((ensemble.predict_proba(dataset.x_target).argmax(-1) == truth).mean(1).max())
     # the encoded rows are vectors, which `supervised_ceilings` does not encode again
     ceiling = benchmark.supervised_ceilings(config, dataset, truth, seed=seed)["half_target"]

@@ -11,9 +11,11 @@ import time
 
 from absl import app
 from absl import flags
+import jax
 import numpy as np
 
 from ambig_jax import features
+from ambig_jax import pipeline
 from ambig_jax import training
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
@@ -41,7 +43,8 @@ def main(argv):
         y_target = ds.to_index(generator.load_hidden_labels(data_dir, dataset_id))
         for strategy in _STRATEGIES.value:
             config = base.replace(strategy=strategy)
-            ens = training.train(config, ds)
+            ens, _ = pipeline.train_heads(config, ds, jax.random.key(config.seed),
+                                          log=lambda _: None)
             acc = (ens.predict_proba(ds.x_target).argmax(-1) == y_target[None]).mean(axis=1)
             heads = " ".join(f"{a:.3f}" for a in acc)
             print(f"{dataset_id:>4} {strategy:8} {acc.max():6.3f}  {heads:34s} "

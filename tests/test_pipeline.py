@@ -37,10 +37,14 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
         assert report["decision"]["reason"] and report["chosen_head"] == results[0].chosen_head
         assert json.loads((run_dir / "config.json").read_text())["num_heads"] == 4
         assert 400 <= report["refinement"]["taught_rows"] < 500
+        # the toy's two coordinates are two blocks: the joint pair saw one each
+        assert report["blocks"]["block"] in ([True, False], [False, True])
+        assert report["timings"]["blocks"] > 0
         page = (run_dir / "report.html").read_text()
         for name in plots.FIGURES:  # the pictures, drawn without pyplot
             assert (run_dir / f"{name}.png").read_bytes()[:4] == b"\x89PNG", name
             assert f'src="{name}.png"' in page
+        assert "two explanations: the joint pair sees one block each" in page
 
         # A rerun (after a crash, say) reuses the ledger: no new request reaches the server.
         requests_before = board.stats["reveal_requests"]

@@ -79,6 +79,20 @@ def test_an_unshifted_target_teaches_the_labeled_rows_too(toy, monkeypatch):
             np.testing.assert_array_equal(y, labels)
 
 
+def test_the_student_sees_only_what_the_kept_head_saw(toy):
+    # a teacher that follows the toy's second coordinate, x2 > 0 (class 0 where x2 > 0)
+    ds, _ = toy
+    teacher = (ds.x_target[:, 1] <= 0).astype(int)
+    probs = np.eye(2)[teacher] * 0.9 + 0.05
+    agreement = {}
+    for name, mask in (("every input", None), ("x1 only", np.array([1.0, 0.0], np.float32))):
+        result = refinement.refine(Config(steps=200), ds, probs, {}, jax.random.key(0),
+                                   mask=mask)
+        agreement[name] = float(np.mean(result.predictions == teacher))
+    assert agreement["every input"] > 0.95, agreement
+    assert agreement["x1 only"] < 0.65, agreement  # x2 is hidden; x1 is independent of it
+
+
 def test_config_checks_refinement_and_schedule():
     with pytest.raises(ValueError, match="refine_drop"):
         Config(refine_drop=1.0)

@@ -1,0 +1,149 @@
+"""Two blocks of input features that each explain the labels: found on the data, tested, kept
+apart in the joint pair of heads.
+
+Where a set's two features live in different input features (the left and right digits' pixels,
+the 2-D toy's two coordinates, the halves of a colour image), the labeled rows make the two
+blocks depend on each other (both follow the label) and the target does not (there the features
+are independent). That dependence, which vanishes on the target, is what splits them: with
+correlations C_l on the labeled rows and C_t on the target, D = |C_l| - |C_t| is large between
+features of different blocks and about 0 within a block, so the split is the maximum cut of D
+(the sign of its lowest eigenvector, then single moves that raise the cut).
+
+A split is a hypothesis, tested before it is used: one ERM head is trained on each block alone,
+and the blocks are two explanations of the labels only if those heads agree on the labeled rows
+(Cohen's kappa above `AGREEING_KAPPA`: each block explains the labels) and predict the target
+nearly independently (kappa below `INDEPENDENT_KAPPA`).
+Then the hybrid's joint DivDis pair sees one block each. Why: a head that sees every feature
+can mix the two features, and when each explains the labeled rows imperfectly (888's halves,
+about 90%), the labeled loss pays it to (the mixture fits both views); on the toy set it tilts
+the boundary between them. A head that sees one block can only be that block's feature.
+Where each input feature carries both features (the embeddings of 23 and 456, the summed digits
+of 06-08) the block heads read the same mixture, agree on the target, and nothing changes.
+
+Shapes: N rows, S the input's shape, F = prod(S) features.
+"""
+
+import dataclasses
+import time
+
+import jax
+import numpy as np
+
+from ambig_jax import models
+from ambig_jax import training
+from ambig_jax.config import Config
+from ambig_jax.datasets.loader import Dataset
+
+# Cut points of Landis & Koch's scale of agreement (1977), not fitted to these sets:
+INDEPENDENT_KAPPA = 0.2  # at most "slight" agreement on the target
+AGREEING_KAPPA = 0.6  # at least "substantial" agreement on the labeled rows
+MOST_FEATURES = 2048  # inputs wider than this are not split (D alone would be F^2 floats)
+
+
+def _correlation(x: np.ndarray) -> np.ndarray:
+    """[F, F] correlation of the columns of x [N, F]; constant columns correlate with nothing."""
+    x = x - x.mean(axis=0)
+    std = x.std(axis=0)
+    x = x / np.where(std > 1e-6, std, np.inf)
+    return (x.T @ x) / len(x)
+
+
+def vanishing_dependence(x_labeled: np.ndarray, x_target: np.ndarray) -> np.ndarray:
+    """[F, F] D = |corr| on the labeled rows - |corr| on the target, with a zero diagonal."""
+    flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
+    dependence = np.abs(_correlation(flat(x_labeled))) - np.abs(_correlation(flat(x_target)))
+    np.fill_diagonal(dependence, 0.0)
+    return dependence
+
+
+def max_cut(weights: np.ndarray, most_moves: int | None = None) -> np.ndarray:
+    """[F] bool sides of a cut of large total weight across it, for symmetric `weights` [F, F]
+    with a zero diagonal: the signs of the eigenvector of the lowest eigenvalue, then the best
+    single move while one raises the cut (at most `most_moves`, default F)."""
+    _, vectors = np.linalg.eigh(weights)
+    sides = np.where(vectors[:, 0] >= 0, 1.0, -1.0)
+    pull = weights @ sides  # moving feature i across raises the cut by 2 * sides_i * pull_i
+    for _ in range(len(sides) if most_moves is None else most_moves):
+        i = int(np.argmax(sides * pull))
+        if sides[i] * pull[i] <= 1e-12:
+            break
+        pull -= 2.0 * sides[i] * weights[:, i]
+        sides[i] = -sides[i]
+    return sides > 0
+
+
+def split_features(x_labeled: np.ndarray, x_target: np.ndarray) -> np.ndarray:
+    """[*S] bool: the block each input feature is in (True: the first), from standardised rows."""
+    return max_cut(vanishing_dependence(x_labeled, x_target)).reshape(x_labeled.shape[1:])
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray, num_classes: int) -> float:
+    """Agreement of two label vectors beyond what their class frequencies give by chance."""
+    observed = float(np.mean(a == b))
+    chance = float(sum(np.mean(a == c) * np.mean(b == c) for c in range(num_classes)))
+    return 0.0 if chance >= 1.0 else (observed - chance) / (1.0 - chance)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockTest:
+    """The split and its test."""
+    block: np.ndarray  # [*S] bool: features of the first block
+    kappa: float  # the two block heads' agreement on the target beyond chance
+    labeled_kappa: float  # and on the labeled rows
+    seconds: float
+
+    @property
+    def independent(self) -> bool:
+        """The blocks are two explanations of the labels: their heads agree on the labeled rows
+        and not on the target."""
+        return self.labeled_kappa > AGREEING_KAPPA and self.kappa < INDEPENDENT_KAPPA
+
+    def describe(self) -> str:
+        sizes = f"{int(self.block.sum())} + {int((~self.block).sum())} features"
+        verdict = ("two explanations: the joint pair sees one block each" if self.independent
+                   else "not independent: the heads see every feature")
+        return (f"blocks of {sizes}, their heads' kappa {self.labeled_kappa:.2f} on the labeled "
+                f"rows, {self.kappa:.2f} on the target: {verdict}")
+
+    def head_masks(self, config: Config) -> np.ndarray | None:
+        """[H, *S] float32 input masks: the joint pair's two heads see one block each, every
+        other head all features; None when the blocks are not independent or the strategy
+        has no joint pair."""
+        pair = training.joint_pair(config)
+        if not self.independent or pair is None:
+            return None
+        masks = np.ones((config.num_heads,) + self.block.shape, np.float32)
+        masks[pair[0]], masks[pair[1]] = self.block, ~self.block
+        return masks
+
+
+def applies(config: Config, dataset: Dataset) -> bool:
+    """Whether the test runs: `config.feature_blocks` is on, the strategy has a joint pair and
+    the input has 2 to `MOST_FEATURES` features."""
+    features = int(np.prod(dataset.input_shape))
+    return (config.feature_blocks and training.joint_pair(config) is not None
+            and 2 <= features <= MOST_FEATURES)
+
+
+def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
+    """Splits the standardised inputs into two blocks and trains one ERM head on each (two
+    members of one ensemble, with the run's steps), which predict the target and labeled rows.
+
+    Args:
+      config: the run's configuration (steps, backbone, ...).
+      dataset: the (encoded) data set; its target labels are never read.
+      key: PRNG key of the block heads.
+    """
+    start = time.perf_counter()
+    standardize = models.Standardizer.fit(dataset.x_labeled, dataset.x_unlabeled,
+                                          dataset.x_target)
+    block = split_features(standardize(dataset.x_labeled), standardize(dataset.x_target))
+    masks = np.stack([block, ~block]).astype(np.float32)
+    heads = training.train(config.replace(strategy="erm", num_heads=2), dataset, key,
+                           desc=f"[{dataset.name}] block heads", masks=masks)
+    kappas = []
+    for x in (dataset.x_target, dataset.x_labeled):
+        predicted = heads.predict_proba(x).argmax(-1)
+        kappas.append(cohen_kappa(predicted[0], predicted[1], dataset.num_classes))
+    return BlockTest(block=block, kappa=kappas[0], labeled_kappa=kappas[1],
+                     seconds=time.perf_counter() - start)

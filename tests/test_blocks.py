@@ -1,0 +1,151 @@
+"""The feature blocks: the split, its test, and the joint pair's masks."""
+
+import jax
+import numpy as np
+import pytest
+
+from ambig_jax import blocks
+from ambig_jax import models
+from ambig_jax import serialization
+from ambig_jax import training
+from ambig_jax.config import PRESETS, Config
+from ambig_jax.datasets import catalog
+from ambig_jax.datasets import loader
+from tests.conftest import generated
+
+SMOKE = PRESETS["smoke"]
+
+
+def two_feature_rows(rng, num_rows: int, agree: bool, mixed: bool, width: int = 6):
+    """Rows of 2 * width features. Block A's features are noisy copies of one class a, block
+    B's of another class b; b = a on labeled rows (`agree`), independent on the target. With
+    `mixed`, every feature carries a + b (no block holds one class alone)."""
+    a = rng.integers(0, 2, num_rows)
+    b = a.copy() if agree else rng.integers(0, 2, num_rows)
+    signal_a, signal_b = (a + b, a + b) if mixed else (a, b)
+    noise = rng.normal(0, 0.3, (num_rows, 2 * width))
+    x = np.concatenate([np.repeat(signal_a[:, None], width, 1),
+                        np.repeat(signal_b[:, None], width, 1)], axis=1) + noise
+    return x.astype(np.float32), a
+
+
+def two_feature_set(seed: int = 0, mixed: bool = False) -> loader.Dataset:
+    rng = np.random.default_rng(seed)
+    x_l, y_l = two_feature_rows(rng, 600, True, mixed)
+    x_u, _ = two_feature_rows(rng, 300, False, mixed)
+    x_t, _ = two_feature_rows(rng, 600, False, mixed)
+    return loader.from_arrays(catalog.CATALOG[0], x_l, y_l, x_u, x_t)
+
+
+def test_max_cut_separates_two_blocks():
+    weights = np.zeros((6, 6))
+    weights[:3, 3:] = weights[3:, :3] = 1.0  # all the weight lies across {0, 1, 2} | {3, 4, 5}
+    weights += 0.05 * np.eye(6)[::-1]  # a little inside-block noise off the diagonal
+    np.fill_diagonal(weights, 0.0)
+    sides = blocks.max_cut(weights)
+    assert len(set(sides[:3])) == 1 and len(set(sides[3:])) == 1 and sides[0] != sides[3]
+
+
+def test_max_cut_moves_a_misplaced_feature():
+    weights = np.ones((4, 4)) - np.eye(4)
+    weights[0, 1] = weights[1, 0] = weights[2, 3] = weights[3, 2] = -1.0  # 0, 1 and 2, 3 together
+    sides = blocks.max_cut(weights)
+    assert sides[0] == sides[1] and sides[2] == sides[3] and sides[0] != sides[2]
+
+
+def test_split_follows_the_dependence_that_vanishes_on_the_target():
+    rng = np.random.default_rng(1)
+    x_l, _ = two_feature_rows(rng, 2000, True, False)
+    x_t, _ = two_feature_rows(rng, 2000, False, False)
+    block = blocks.split_features(x_l, x_t)
+    assert block.shape == (12,)
+    assert len(set(block[:6])) == 1 and len(set(block[6:])) == 1 and block[0] != block[6]
+    dependence = blocks.vanishing_dependence(x_l, x_t)
+    assert np.all(np.diag(dependence) == 0)
+    assert dependence[0, 6] > 0.5 and abs(dependence[0, 1]) < 0.1  # across vs within a block
+
+
+def test_cohen_kappa():
+    a = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    assert blocks.cohen_kappa(a, a, 2) == pytest.approx(1.0)
+    assert blocks.cohen_kappa(a, 1 - a, 2) == pytest.approx(-1.0)
+    # 3 of 4 agree, both split 50/50: (0.75 - 0.5) / (1 - 0.5)
+    assert blocks.cohen_kappa(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2) == \
+        pytest.approx((0.75 - 0.5) / (1 - 0.5))
+    assert blocks.cohen_kappa(np.zeros(4, int), np.zeros(4, int), 2) == 0.0  # no chance to beat
+
+
+def test_two_blocks_pass_the_test_and_mask_the_joint_pair():
+    dataset = two_feature_set()
+    test = blocks.test_blocks(SMOKE, dataset, jax.random.key(0))
+    assert test.independent, test.describe()
+    assert test.labeled_kappa > 0.9 and abs(test.kappa) < 0.1
+    masks = test.head_masks(SMOKE)
+    assert masks.shape == (SMOKE.num_heads, 12)
+    first, second = training.joint_pair(SMOKE)
+    np.testing.assert_array_equal(masks[first] + masks[second], np.ones(12))
+    assert masks[first].sum() == 6  # one block each
+    np.testing.assert_array_equal(masks[:first], 1.0)  # the chain sees everything
+    # the masked pair finds both features: one head follows a, the other b
+    ensemble = training.train(SMOKE, dataset, jax.random.key(0), masks=masks)
+    assert ensemble.masks is not None
+    predicted = ensemble.predict_proba(dataset.x_target).argmax(-1)
+    pair_kappa = blocks.cohen_kappa(predicted[first], predicted[second], 2)
+    assert abs(pair_kappa) < 0.1
+
+
+def test_features_that_carry_both_classes_do_not_pass():
+    test = blocks.test_blocks(SMOKE, two_feature_set(mixed=True), jax.random.key(0))
+    assert not test.independent and test.kappa > blocks.INDEPENDENT_KAPPA, test.describe()
+    assert test.head_masks(SMOKE) is None
+
+
+def test_the_toy_sets_two_coordinates_are_two_blocks():
+    g = generated(0)
+    dataset = loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],
+                                 g.x["target"])
+    test = blocks.test_blocks(SMOKE, dataset, jax.random.key(0))
+    assert test.independent and test.block.shape == (2,) and test.block[0] != test.block[1]
+
+
+def test_when_the_test_applies():
+    dataset = two_feature_set()
+    assert blocks.applies(SMOKE, dataset)
+    assert not blocks.applies(SMOKE.replace(feature_blocks=False), dataset)
+    assert not blocks.applies(SMOKE.replace(strategy="erm"), dataset)  # no joint pair
+    assert not blocks.applies(SMOKE.replace(num_heads=2), dataset)
+    wide = loader.from_arrays(catalog.CATALOG[0], np.zeros((4, blocks.MOST_FEATURES + 1)),
+                              np.array([0, 1, 0, 1]), np.zeros((2, blocks.MOST_FEATURES + 1)),
+                              np.zeros((4, blocks.MOST_FEATURES + 1)))
+    assert not blocks.applies(SMOKE, wide)
+
+
+def test_a_masked_head_ignores_the_inputs_it_does_not_see():
+    module = models.make_backbone((4,), 2, "mlp", (8,))
+    params = models.init_ensemble(module, jax.random.key(0), 2, (4,))
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    masks = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], np.float32)
+    changed = x.copy()
+    changed[:, 2:] += 3.0
+    before = models.ensemble_apply(module, params, x, masks)
+    after = models.ensemble_apply(module, params, changed, masks)
+    np.testing.assert_allclose(before[0], after[0])  # head 0 does not see features 2 and 3
+    assert not np.allclose(before[1], after[1])
+    # all-ones masks are the unmasked ensemble
+    np.testing.assert_allclose(models.ensemble_apply(module, params, x, np.ones((2, 4))),
+                               models.ensemble_apply(module, params, x), rtol=1e-6)
+
+
+def test_the_test_is_recorded():
+    test = blocks.BlockTest(block=np.array([True, False, True]), kappa=0.05, labeled_kappa=0.97,
+                            seconds=1.5)
+    back = serialization.from_json(blocks.BlockTest, serialization.to_json(test))
+    np.testing.assert_array_equal(back.block, test.block)
+    assert back.kappa == 0.05 and back.independent
+    assert "two explanations" in test.describe()
+    assert not blocks.BlockTest(block=test.block, kappa=0.05, labeled_kappa=0.3,
+                                seconds=0.0).independent  # the labels are not explained
+    masks = test.head_masks(Config(num_heads=4))
+    np.testing.assert_array_equal(masks[2], [1, 0, 1])
+    np.testing.assert_array_equal(masks[3], [0, 1, 0])
+    assert test.head_masks(Config(strategy="divdis")) is None
