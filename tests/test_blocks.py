@@ -65,6 +65,16 @@ def test_split_follows_the_dependence_that_vanishes_on_the_target():
     assert dependence[0, 6] > 0.5 and abs(dependence[0, 1]) < 0.1  # across vs within a block
 
 
+def test_regroup_puts_each_input_with_the_head_it_follows():
+    rng = np.random.default_rng(2)
+    x_t, a = two_feature_rows(rng, 2000, False, False)
+    b = np.round(x_t[:, 6:].mean(axis=1)).clip(0, 1).astype(int)  # block B's class
+    heads = np.stack([np.eye(2)[a] * 0.8 + 0.1, np.eye(2)[b] * 0.8 + 0.1])  # [2, N, C]
+    block = blocks.regroup(x_t, heads)
+    np.testing.assert_array_equal(block, [True] * 6 + [False] * 6)
+    np.testing.assert_array_equal(blocks.regroup(x_t, heads[::-1]), ~block)
+
+
 def test_cohen_kappa():
     a = np.array([0, 0, 1, 1, 0, 1, 0, 1])
     assert blocks.cohen_kappa(a, a, 2) == pytest.approx(1.0)
