@@ -32,7 +32,6 @@ import time
 import jax
 import numpy as np
 
-from ambig_jax import models
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
@@ -43,18 +42,25 @@ AGREEING_KAPPA = 0.6  # at least "substantial" agreement on the labeled rows
 MOST_FEATURES = 2048  # inputs wider than this are not split (D alone would be F^2 floats)
 
 
-def _correlation(x: np.ndarray) -> np.ndarray:
-    """[F, F] correlation of the columns of x [N, F]; constant columns correlate with nothing."""
+def _z_scores(x: np.ndarray) -> np.ndarray:
+    """[N, F] float64 columns of x [N, *S] with mean 0 and standard deviation 1; constant
+    columns are 0 (they correlate with nothing)."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
     x = x - x.mean(axis=0)
     std = x.std(axis=0)
-    x = x / np.where(std > 1e-6, std, np.inf)
-    return (x.T @ x) / len(x)
+    return x / np.where(std > 1e-6, std, np.inf)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[F, G] correlation of the columns of a [N, *S] with those of b [N, *T]."""
+    return _z_scores(a).T @ _z_scores(b) / len(a)
 
 
 def vanishing_dependence(x_labeled: np.ndarray, x_target: np.ndarray) -> np.ndarray:
-    """[F, F] D = |corr| on the labeled rows - |corr| on the target, with a zero diagonal."""
-    flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
-    dependence = np.abs(_correlation(flat(x_labeled))) - np.abs(_correlation(flat(x_target)))
+    """[F, F] D = |corr| on the labeled rows - |corr| on the target, with a zero diagonal.
+    Correlations do not depend on an input's centre or scale, so raw rows do."""
+    dependence = (np.abs(_correlation(x_labeled, x_labeled))
+                  - np.abs(_correlation(x_target, x_target)))
     np.fill_diagonal(dependence, 0.0)
     return dependence
 
@@ -76,7 +82,7 @@ def max_cut(weights: np.ndarray, most_moves: int | None = None) -> np.ndarray:
 
 
 def split_features(x_labeled: np.ndarray, x_target: np.ndarray) -> np.ndarray:
-    """[*S] bool: the block each input feature is in (True: the first), from standardised rows."""
+    """[*S] bool: the block each input feature is in (True: the first)."""
     return max_cut(vanishing_dependence(x_labeled, x_target)).reshape(x_labeled.shape[1:])
 
 
@@ -85,12 +91,7 @@ def regroup(x_target: np.ndarray, head_probs: np.ndarray) -> np.ndarray:
     probabilities it correlates with most (largest |corr| over the classes). On the target the
     two features are independent, so an input that carries one of them correlates with that
     feature's head only, whichever side the cut first put it on."""
-    x = np.asarray(x_target, np.float64).reshape(len(x_target), -1)
-    x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
-    relevance = []
-    for probs in head_probs:
-        p = (probs - probs.mean(axis=0)) / np.maximum(probs.std(axis=0), 1e-6)
-        relevance.append(np.abs(x.T @ p / len(x)).max(axis=1))
+    relevance = [np.abs(_correlation(x_target, probs)).max(axis=1) for probs in head_probs]
     return (relevance[0] >= relevance[1]).reshape(x_target.shape[1:])
 
 
@@ -143,7 +144,7 @@ def applies(config: Config, dataset: Dataset) -> bool:
 
 
 def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
-    """Splits the standardised inputs into two blocks and trains one ERM head on each (two
+    """Splits the inputs into two blocks and trains one ERM head on each (two
     members of one ensemble, with the run's steps); regroups the inputs by those heads
     (`regroup`) and trains the two heads again, which then predict the target and labeled rows.
 
@@ -153,18 +154,15 @@ def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
       key: PRNG key of the block heads.
     """
     start = time.perf_counter()
-    standardize = models.Standardizer.fit(dataset.x_labeled, dataset.x_unlabeled,
-                                          dataset.x_target)
-    x_target = standardize(dataset.x_target)
 
     def block_heads(block):
         return training.train(config.replace(strategy="erm", num_heads=2), dataset, key,
                               desc=f"[{dataset.name}] block heads",
                               masks=np.stack([block, ~block]).astype(np.float32))
 
-    first = block_heads(split_features(standardize(dataset.x_labeled), x_target))
+    first = block_heads(split_features(dataset.x_labeled, dataset.x_target))
     # once: the cut is noisy where single inputs carry little (888's trunk features)
-    block = regroup(x_target, first.predict_proba(dataset.x_target))
+    block = regroup(dataset.x_target, first.predict_proba(dataset.x_target))
     heads = block_heads(block)
     kappas = []
     for x in (dataset.x_target, dataset.x_labeled):

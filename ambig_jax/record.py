@@ -46,8 +46,8 @@ class Query:
 @dataclasses.dataclass(frozen=True)
 class Timings:
     """Seconds spent; `solve` covers the trunk's encoding (`encode`, colour images only), the
-    feature blocks' test (`blocks`), training, the shift test, the labels and the refinement, `set` the whole set with its
-    saliency maps, pictures and files."""
+    feature blocks' test (`blocks`), training, the shift test, the labels and the refinement,
+    `set` the whole set with its saliency maps, pictures and files."""
     compile: float
     train: float
     shift: float
