@@ -23,6 +23,14 @@ the boundary between them. A head that sees one block can only be that block's f
 Where each input feature carries both features (the embeddings of 23 and 456, the summed digits
 of 06-08) the block heads read the same mixture, agree on the target, and nothing changes.
 
+A block's inputs are distributed alike on the labeled rows and the target (the shift is in how
+the two blocks go together), so if the label is the feature of a block, held-out labeled rows
+are a fair sample of the target for a head that sees that block alone. Where the blocks pass,
+one more member per block learns from half the labeled rows and is scored on the other half:
+the estimate reads that as the accuracy of a pair head under the hypothesis that it is the
+label's feature (`held_outs`), where its own probabilities are over-confident (888: 0.94
+expected at a true 0.88).
+
 Shapes: N rows, S the input's shape, F = prod(S) features.
 """
 
@@ -35,6 +43,7 @@ import numpy as np
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
+from ambig_jax.disambiguation import HeldOut
 
 # Cut points of Landis & Koch's scale of agreement (1977), not fitted to these sets:
 INDEPENDENT_KAPPA = 0.2  # at most "slight" agreement on the target
@@ -109,6 +118,10 @@ class BlockTest:
     kappa: float  # the two block heads' agreement on the target beyond chance
     labeled_kappa: float  # and on the labeled rows
     seconds: float
+    # when independent: each block's member trained on half the labeled rows, its hits on the
+    # other half (`held_out_rows` rows)
+    held_out_correct: tuple[int, ...] = ()
+    held_out_rows: int = 0
 
     @property
     def independent(self) -> bool:
@@ -120,8 +133,13 @@ class BlockTest:
         sizes = f"{int(self.block.sum())} + {int((~self.block).sum())} features"
         verdict = ("two explanations: the joint pair sees one block each" if self.independent
                    else "not independent: the heads see every feature")
+        held_out = ""
+        if self.held_out_correct:
+            held_out = (f"; trained on half the labeled rows, they get "
+                        f"{' and '.join(map(str, self.held_out_correct))} of the other "
+                        f"{self.held_out_rows} right")
         return (f"blocks of {sizes}, their heads' kappa {self.labeled_kappa:.2f} on the labeled "
-                f"rows, {self.kappa:.2f} on the target: {verdict}")
+                f"rows, {self.kappa:.2f} on the target: {verdict}{held_out}")
 
     def head_masks(self, config: Config) -> np.ndarray | None:
         """[H, *S] float32 input masks: the joint pair's two heads see one block each, every
@@ -133,6 +151,15 @@ class BlockTest:
         masks = np.ones((config.num_heads,) + self.block.shape, np.float32)
         masks[pair[0]], masks[pair[1]] = self.block, ~self.block
         return masks
+
+    def held_outs(self, config: Config) -> tuple[HeldOut, ...]:
+        """Each joint-pair head's feature measured on held-out labeled rows: what its block's
+        member got right (`HeldOut.heads` names the head); () where `head_masks` is None."""
+        pair = training.joint_pair(config)
+        if self.head_masks(config) is None or not self.held_out_correct:
+            return ()
+        return tuple(HeldOut(correct=correct, rows=self.held_out_rows, heads=(head,))
+                     for head, correct in zip(pair, self.held_out_correct))
 
 
 def applies(config: Config, dataset: Dataset) -> bool:
@@ -155,8 +182,8 @@ def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
     """
     start = time.perf_counter()
 
-    def block_heads(block):
-        return training.train(config.replace(strategy="erm", num_heads=2), dataset, key,
+    def block_heads(block, rows=dataset):
+        return training.train(config.replace(strategy="erm", num_heads=2), rows, key,
                               desc=f"[{dataset.name}] block heads",
                               masks=np.stack([block, ~block]).astype(np.float32))
 
@@ -168,5 +195,13 @@ def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
     for x in (dataset.x_target, dataset.x_labeled):
         predicted = heads.predict_proba(x).argmax(-1)
         kappas.append(cohen_kappa(predicted[0], predicted[1], dataset.num_classes))
-    return BlockTest(block=block, kappa=kappas[0], labeled_kappa=kappas[1],
-                     seconds=time.perf_counter() - start)
+    found = BlockTest(block=block, kappa=kappas[0], labeled_kappa=kappas[1], seconds=0.0)
+    if found.independent:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+        half = rng.permutation(len(dataset.y_labeled)) % 2 == 0
+        heads = block_heads(block, dataclasses.replace(dataset, x_labeled=dataset.x_labeled[half],
+                                                       y_labeled=dataset.y_labeled[half]))
+        hits = heads.predict_proba(dataset.x_labeled[~half]).argmax(-1) == dataset.y_labeled[~half]
+        found = dataclasses.replace(found, held_out_correct=tuple(int(h) for h in hits.sum(1)),
+                                    held_out_rows=int((~half).sum()))
+    return dataclasses.replace(found, seconds=time.perf_counter() - start)

@@ -46,6 +46,9 @@ class Rule:
       (0: the decision that maximises the expected score under the estimate).
     interval: probability mass of the reported interval (its coverage is measured; it does
       not decide).
+    block_held_out: a kept head that sees one feature block (`blocks`) is estimated, under its
+      own hypothesis, from its block member's hits on held-out labeled rows rather than from
+      its probabilities.
     """
     prior_noise: float = 0.05
     prior_strength: float = 5.0
@@ -60,6 +63,7 @@ class Rule:
     unidentified_prior: float = 0.2
     margin: float = 0.0
     interval: float = 0.8
+    block_held_out: bool = True
 
     def __post_init__(self):
         for name in ("decided", "check_from", "check_ties", "exact_prior", "query_noise",

@@ -209,25 +209,38 @@ def vote_share(probs: np.ndarray) -> np.ndarray:
 
 
 def unidentified_weight(probs: np.ndarray, revealed: dict[int, int],
-                        rule: Rule = DEFAULT_RULE) -> float:
+                        rule: Rule = DEFAULT_RULE,
+                        feature_held_out: tuple[HeldOut, ...] = ()) -> float:
     """Posterior probability that no head is the label's feature, against "one head is".
 
     The heads' hypothesis: a head drawn evenly, read as calibrated or exact (prior
     `rule.exact_prior`, as in `estimate_accuracy`), the labels following it up to a noise rate
     eps marginalised over its Beta prior (`noise_posterior`). The other: each label is the
     class of a head drawn at random per row (`vote_share`), up to `rule.query_noise`. Prior
-    `rule.unidentified_prior`.
+    `rule.unidentified_prior`. A head whose feature was measured on held-out labeled rows
+    (`feature_held_out`) is read instead as right at the measured rate a on every row, wrong
+    evenly otherwise (a ~ the measure's Beta posterior): its probabilities are no longer
+    what says how often the truth departs from it.
     """
     if rule.unidentified_prior <= 0.0:
         return 0.0
     num_heads, _, num_classes = probs.shape
     rows = np.fromiter(revealed.keys(), int, count=len(revealed))
     labels = np.fromiter(revealed.values(), int, count=len(revealed))
+    measured = {head: found for found in feature_held_out for head in found.heads}
     log_heads = []
-    for prior, reading in ((1.0 - rule.exact_prior, probs), (rule.exact_prior, hard(probs))):
-        if prior > 0.0:
-            log_heads += [np.log(prior) + noise_posterior(reading[h, rows, labels], num_classes,
-                                                          rule)[2] for h in range(num_heads)]
+    for h in range(num_heads):
+        if h in measured:
+            rate, weight = _beta_grid(measured[h])
+            right = probs[h, rows].argmax(-1) == labels
+            log_likelihood = np.where(right[None], np.log(rate)[:, None],
+                                      np.log1p(-rate)[:, None] - np.log(num_classes - 1)).sum(1)
+            log_heads.append(_logsumexp(np.log(weight + 1e-300) + log_likelihood))
+            continue
+        readings = ((1.0 - rule.exact_prior, probs), (rule.exact_prior, hard(probs)))
+        log_heads.append(_logsumexp(np.array([
+            np.log(prior) + noise_posterior(reading[h, rows, labels], num_classes, rule)[2]
+            for prior, reading in readings if prior > 0.0])))
     log_heads = _logsumexp(np.array(log_heads)) - np.log(num_heads)
     share = vote_share(probs)[rows, labels]
     log_none = float(np.log((1.0 - rule.query_noise) * share
@@ -242,18 +255,26 @@ def held_out_estimate(held_out: HeldOut, kept: np.ndarray, revealed: dict[int, i
     """Accuracy of an ERM head on a target drawn like the labeled rows: the Beta(1 + right,
     1 + wrong) posterior of the held-out rows. The revealed labels, asked where the heads
     disagree, are no fair sample of the target."""
-    grid = (np.arange(20000) + 0.5) / 20000
-    wrong = held_out.rows - held_out.correct
-    log_density = held_out.correct * np.log(grid) + wrong * np.log1p(-grid)
-    weight = np.exp(log_density - log_density.max())
-    accuracy, low, high = _mean_and_interval(grid, weight / weight.sum(), rule.interval)
+    accuracy, low, high = _mean_and_interval(*_beta_grid(held_out), rule.interval)
     return Estimate(accuracy=accuracy, low=low, high=high,
                     label_errors=label_errors(kept, revealed), num_labels=len(revealed),
                     source="held-out labeled rows")
 
 
+def _beta_grid(held_out: HeldOut, grid: int = 20000) -> tuple[np.ndarray, np.ndarray]:
+    """The Beta(1 + right, 1 + wrong) posterior of an accuracy measured on held-out rows, as
+    (values [G], masses [G] summing to 1)."""
+    values = (np.arange(grid) + 0.5) / grid
+    wrong = held_out.rows - held_out.correct
+    log_density = held_out.correct * np.log(values) + wrong * np.log1p(-values)
+    weight = np.exp(log_density - log_density.max())
+    return values, weight / weight.sum()
+
+
 def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray,
-                      revealed: dict[int, int], rule: Rule = DEFAULT_RULE) -> Estimate:
+                      revealed: dict[int, int], rule: Rule = DEFAULT_RULE,
+                      feature_held_out: tuple[HeldOut, ...] = (),
+                      kept_head: int | None = None) -> Estimate:
     """Expected accuracy of the kept prediction `kept.argmax(-1)` on the target set.
 
     If a head is the label's feature: under each reading of the probabilities (calibrated:
@@ -264,7 +285,10 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     `noise_posterior` given the kept reading's probabilities of the revealed labels. The
     readings are weighed by the evidence of those labels. If no head is (probability
     `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
-    The estimate is the mean of the mixture and the interval its quantiles.
+    Where the kept head's feature was measured on held-out labeled rows (`feature_held_out`, as
+    the feature blocks do), its hypothesis scores that measure's Beta posterior instead, and
+    the other heads' share the probability readings above. The estimate is the mean of the
+    mixture and the interval its quantiles.
 
     Args:
       probs: [H, N, C] heads' probabilities on the target rows.
@@ -273,7 +297,17 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
       revealed: row -> class index.
       rule: the noise prior, the exact reading's prior weight (0 trusts the probabilities as
         given), the prior that no head is the label's feature and the interval's mass.
+      feature_held_out: heads' features measured on held-out labeled rows, each valid under
+        the hypotheses of its `heads` (they see inputs distributed alike on both sides).
+      kept_head: the head whose predictions are `kept`, if one is.
     """
+    own_weight, own_grid = 0.0, (np.zeros(0), np.zeros(0))
+    held_out = next((found for found in feature_held_out if kept_head in found.heads), None)
+    if held_out is not None:
+        own = np.isin(np.arange(len(posterior)), held_out.heads)
+        own_weight, own_grid = float(posterior[own].sum()), _beta_grid(held_out)
+        others = np.where(own, 0.0, posterior)
+        posterior = others / max(others.sum(), 1e-300)
     num_classes = probs.shape[-1]
     num_labels = len(revealed)
     rows = np.fromiter(revealed.keys(), int, count=num_labels)
@@ -297,19 +331,23 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
                            weights)
     log_odds = np.array([grid[0] for grid in grids.values()])
     reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
-    unidentified = unidentified_weight(probs, revealed, rule)
+    unidentified = unidentified_weight(probs, revealed, rule, feature_held_out)
     # No head the label's feature: the labels follow a head drawn at random, so the prediction
     # scores its agreement with that head (mean: its vote share).
     agreements = matches.mean(axis=1)  # [H]
-    accuracy = np.concatenate([grid[1] for grid in grids.values()] + [agreements])
-    weight = np.concatenate([(1.0 - unidentified) * reading_weight[name] * grid[2]
+    accuracy = np.concatenate([grid[1] for grid in grids.values()] + [own_grid[0], agreements])
+    identified = 1.0 - unidentified
+    weight = np.concatenate([identified * (1.0 - own_weight) * reading_weight[name] * grid[2]
                              for name, grid in grids.items()]
-                            + [np.full(len(agreements), unidentified / len(agreements))])
+                            + [identified * own_weight * own_grid[1],
+                               np.full(len(agreements), unidentified / len(agreements))])
     mean, low, high = _mean_and_interval(accuracy, weight, rule.interval)
     return Estimate(accuracy=mean, low=low, high=high,
                     label_errors=label_errors(kept, revealed), num_labels=num_labels,
                     exact_weight=float(reading_weight.get("exact", 0.0)),
-                    unidentified=unidentified)
+                    unidentified=unidentified,
+                    source="target labels" + (", and held-out labeled rows for the kept head's "
+                                              "block" if held_out is not None else ""))
 
 
 def noise_posterior(label_probs: np.ndarray, num_classes: int, rule: Rule = DEFAULT_RULE,
@@ -372,7 +410,7 @@ def decide(estimate: Estimate, default_score: float, rule: Rule = DEFAULT_RULE) 
     expected score. The same rule for every data set."""
     said = (f"estimated accuracy {estimate.accuracy:.3f} ({rule.interval:.0%} interval "
             f"{estimate.low:.3f}-{estimate.high:.3f}, from the {estimate.source}")
-    if estimate.source == "target labels":
+    if estimate.source.startswith("target labels"):
         said += f"; P(no head is the label) {estimate.unidentified:.2f}"
     bar = f"the default {default_score:.2f}" + (f" + margin {rule.margin:.2f}"
                                                  if rule.margin else "")
@@ -383,7 +421,8 @@ def decide(estimate: Estimate, default_score: float, rule: Rule = DEFAULT_RULE) 
 
 def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
              default_score: float, rule: Rule = DEFAULT_RULE,
-             held_out: HeldOut | None = None) -> tuple[int, Estimate, Decision]:
+             held_out: HeldOut | None = None,
+             feature_held_out: tuple[HeldOut, ...] = ()) -> tuple[int, Estimate, Decision]:
     """The end of the label loop: the kept head, its estimated accuracy and the decision.
 
     With `held_out` (the target is drawn like the labeled rows), the ERM anchor is kept (the one
@@ -392,6 +431,10 @@ def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
     disagree with the anchor on target rows that look like the labeled ones, is worse; the five
     labels, asked where the heads disagree, land on the anchor's rare errors (set 13: the
     backdoored rows) and would otherwise pick a worse head.
+
+    `feature_held_out` holds, for heads that see one block of inputs (`blocks`), their feature's
+    accuracy on held-out labeled rows; it says how often the truth departs from those heads in
+    the estimate.
     """
     if held_out is not None and held_out.heads:
         anchors = np.asarray(held_out.heads)
@@ -399,7 +442,8 @@ def conclude(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, int],
         estimate = held_out_estimate(held_out, probs[head], revealed, rule)
     else:
         head = choose_head(posterior)
-        estimate = estimate_accuracy(probs, posterior, probs[head], revealed, rule)
+        estimate = estimate_accuracy(probs, posterior, probs[head], revealed, rule,
+                                     feature_held_out, head)
     return head, estimate, decide(estimate, default_score, rule)
 
 
@@ -416,7 +460,8 @@ class Resolution:
 def resolve(probs: np.ndarray, ask: Callable[[int], int | None], budget: int,
             rng: np.random.Generator, default_score: float, rule: Rule = DEFAULT_RULE,
             known: dict[int, int] | None = None, held_out: HeldOut | None = None,
-            on_label: Callable[[int, int, int, np.ndarray], None] | None = None) -> Resolution:
+            on_label: Callable[[int, int, int, np.ndarray], None] | None = None,
+            feature_held_out: tuple[HeldOut, ...] = ()) -> Resolution:
     """The label loop: spends up to `budget` labels where they teach most about which head is
     right, then keeps a head, estimates its accuracy and decides whether to submit.
 
@@ -431,6 +476,7 @@ def resolve(probs: np.ndarray, ask: Callable[[int], int | None], budget: int,
       known: labels already held (a crashed run's, from the ledger): used first, never re-asked.
       held_out: the shift test's stand-in when the target is not shifted (`conclude`).
       on_label: called after each new label with (labels held, row, class index, posterior).
+      feature_held_out: the block heads' features on held-out labeled rows (`conclude`).
     """
     revealed = dict(known or {})
     posteriors = [head_posterior(probs, {}, rule.query_noise)]
@@ -446,6 +492,6 @@ def resolve(probs: np.ndarray, ask: Callable[[int], int | None], budget: int,
         if on_label is not None:
             on_label(len(revealed), row, int(label), posteriors[-1])
     head, estimate, decision = conclude(probs, posteriors[-1], revealed, default_score, rule,
-                                        held_out)
+                                        held_out, feature_held_out)
     return Resolution(queries=list(revealed.items()), posteriors=posteriors, chosen_head=head,
                       estimate=estimate, decision=decision)

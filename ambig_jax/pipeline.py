@@ -53,6 +53,11 @@ def run_keys(seed: int) -> tuple[jax.Array, np.random.Generator]:
     return train_key, np.random.default_rng(np.asarray(jax.random.key_data(query_key)))
 
 
+def blocks_key(train_key: jax.Array) -> jax.Array:
+    """The key of the feature blocks' test, from the heads' training key."""
+    return jax.random.fold_in(train_key, 3)
+
+
 def shift_key(seed: int) -> jax.Array:
     """The key of the run's shift test."""
     return jax.random.fold_in(run_keys(seed)[0], 2)
@@ -64,7 +69,7 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
     (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed."""
     blocks = None
     if blocks_lib.applies(config, dataset):
-        blocks = blocks_lib.test_blocks(config, dataset, jax.random.fold_in(key, 3))
+        blocks = blocks_lib.test_blocks(config, dataset, blocks_key(key))
         log(f"[{dataset.name}] feature blocks: {blocks.describe()} ({blocks.seconds:.1f}s)")
     masks = None if blocks is None else blocks.head_masks(config)
     log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
@@ -121,7 +126,9 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     # the head's own predictions; the student's agree with them more than the truth does.
     resolution = disambiguation.resolve(
         probs, ask, config.budget, rng, dataset.info.default_score, config.rule, known,
-        held_out=None if shift is None else shift.held_out, on_label=on_label)
+        held_out=None if shift is None else shift.held_out, on_label=on_label,
+        feature_held_out=(() if blocks is None or not config.rule.block_held_out
+                          else blocks.held_outs(config)))
     head = resolution.chosen_head
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:

@@ -19,7 +19,9 @@ import pathlib
 import numpy as np
 
 from ambig_jax import benchmark
+from ambig_jax import blocks
 from ambig_jax import disambiguation
+from ambig_jax import features
 from ambig_jax import pipeline
 from ambig_jax import shift
 from ambig_jax.config import Config
@@ -86,13 +88,38 @@ def load_runs(patterns: list[str]) -> list[SavedRun]:
     return [load_run(folder) for folder in folders]
 
 
+def _encoded_dataset(run: SavedRun):
+    """The run's set read again from its data folder, encoded as the pipeline encodes it."""
+    dataset = loader.load_dataset(run.data_root, run.record.dataset.id)
+    return features.encode(dataset, run.record.config)[0]
+
+
 def with_shift_test(run: SavedRun) -> tuple[SavedRun, shift.ShiftTest]:
     """`run` with the shift test its pipeline runs now, on the set read again from the run's
     data folder with the run's key (for runs made without the test)."""
     config = run.record.config
-    dataset = loader.load_dataset(run.data_root, run.record.dataset.id)
-    found = shift.detect_shift(config, dataset, pipeline.shift_key(config.seed))
+    found = shift.detect_shift(config, _encoded_dataset(run), pipeline.shift_key(config.seed))
     return dataclasses.replace(run, record=dataclasses.replace(run.record, shift=found)), found
+
+
+def with_block_test(run: SavedRun) -> tuple[SavedRun, blocks.BlockTest | None]:
+    """`run` with the feature blocks' test its pipeline runs now, with the run's key, where the
+    run used blocks that it did not measure on held-out labeled rows (runs made before that);
+    the found test is None where nothing was computed. The heads are the saved ones, so blocks
+    that differ from the run's raise.
+
+    Raises:
+      ValueError: naming the run folder, when the blocks found now are not the run's.
+    """
+    config, saved = run.record.config, run.record.blocks
+    if saved is None or not saved.independent or saved.held_out_correct:
+        return run, None  # no blocks used, or measured already
+    found = blocks.test_blocks(config, _encoded_dataset(run), pipeline.blocks_key(
+        pipeline.run_keys(config.seed)[0]))
+    if not (found.independent and np.array_equal(saved.block, found.block)):
+        raise ValueError(f"{run.run_dir}: the blocks found now are not the run's; its heads "
+                         "were trained on others")
+    return dataclasses.replace(run, record=dataclasses.replace(run.record, blocks=found)), found
 
 
 def held_out(run: SavedRun, config: Config) -> disambiguation.HeldOut | None:
@@ -128,7 +155,9 @@ def replay(run: SavedRun, config: Config | None = None, draw: int = 0) -> Outcom
            else pipeline.run_keys(config.seed)[1])
     resolution = disambiguation.resolve(
         run.probs, lambda row: int(run.truth[row]), config.budget, rng,
-        run.record.dataset.default_score, config.rule, held_out=held_out(run, config))
+        run.record.dataset.default_score, config.rule, held_out=held_out(run, config),
+        feature_held_out=(() if run.record.blocks is None or not config.rule.block_held_out
+                          else run.record.blocks.held_outs(config)))
     head = resolution.chosen_head
     return Outcome(config=config, resolution=resolution,
                    accuracy=(run.record.true_accuracy if head == run.record.chosen_head

@@ -1,5 +1,7 @@
 """The feature blocks: the split, its test, and the joint pair's masks."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -90,6 +92,11 @@ def test_two_blocks_pass_the_test_and_mask_the_joint_pair():
     test = blocks.test_blocks(SMOKE, dataset, jax.random.key(0))
     assert test.independent, test.describe()
     assert test.labeled_kappa > 0.9 and abs(test.kappa) < 0.1
+    # each block's member, trained on half the labeled rows, gets the other half right
+    assert test.held_out_rows == 300 and min(test.held_out_correct) > 290, test.describe()
+    held_outs = test.held_outs(SMOKE)
+    assert [h.heads for h in held_outs] == [(p,) for p in training.joint_pair(SMOKE)]
+    assert "of the other 300 right" in test.describe()
     masks = test.head_masks(SMOKE)
     assert masks.shape == (SMOKE.num_heads, 12)
     first, second = training.joint_pair(SMOKE)
@@ -108,6 +115,7 @@ def test_features_that_carry_both_classes_do_not_pass():
     test = blocks.test_blocks(SMOKE, two_feature_set(mixed=True), jax.random.key(0))
     assert not test.independent and test.kappa > blocks.INDEPENDENT_KAPPA, test.describe()
     assert test.head_masks(SMOKE) is None
+    assert test.held_out_correct == () and test.held_outs(SMOKE) == ()
 
 
 def test_the_toy_sets_two_coordinates_are_two_blocks():
@@ -155,6 +163,12 @@ def test_the_test_is_recorded():
     assert "two explanations" in test.describe()
     assert not blocks.BlockTest(block=test.block, kappa=0.05, labeled_kappa=0.3,
                                 seconds=0.0).independent  # the labels are not explained
+    assert test.held_outs(Config(num_heads=4)) == ()  # measured on no held-out rows
+    measured = dataclasses.replace(test, held_out_correct=(40, 30), held_out_rows=50)
+    again = serialization.from_json(blocks.BlockTest, serialization.to_json(measured))
+    assert again.held_out_correct == (40, 30) and again.held_out_rows == 50
+    assert [(h.heads, h.correct) for h in again.held_outs(Config(num_heads=4))] == [
+        ((2,), 40), ((3,), 30)]
     masks = test.head_masks(Config(num_heads=4))
     np.testing.assert_array_equal(masks[2], [1, 0, 1])
     np.testing.assert_array_equal(masks[3], [0, 1, 0])

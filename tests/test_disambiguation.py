@@ -114,6 +114,40 @@ def test_a_sure_error_where_the_heads_split_says_no_head_is_the_label():
     assert low.low < 0.85 < low.high  # the interval spans both hypotheses
 
 
+def test_a_kept_block_head_is_estimated_from_its_held_out_rows():
+    # Sure heads whose feature is right on 880 of 1000 held-out labeled rows (888's halves): its
+    # probabilities say ~1, the held-out rows 0.88.
+    probs = heads_from_predictions(*FEATURES, confidence=0.999)
+    posterior, kept, right = np.array([0.98, 0.0, 0.02, 0.0]), probs[0], {6: 0, 7: 0, 8: 1}
+    held_out = dis.HeldOut(correct=880, rows=1000, heads=(0,))
+    plain = dis.estimate_accuracy(probs, posterior, kept, right)
+    measured = dis.estimate_accuracy(probs, posterior, kept, right, feature_held_out=(held_out,),
+                                     kept_head=0)
+    assert plain.accuracy > 0.95 and "held-out" not in plain.source
+    # its share of the posterior scores the Beta (mean 0.88), the other head's the readings
+    identified = 1.0 - measured.unidentified
+    expected = identified * (0.98 * 0.88 + 0.02 * 0.6) + measured.unidentified * 0.8
+    assert measured.accuracy == pytest.approx(expected, abs=0.01)
+    assert "held-out labeled rows" in measured.source
+    # conclude gives the held-out to the kept head only
+    head, estimate, _ = dis.conclude(probs, posterior, right, 0.8,
+                                     feature_held_out=(held_out,))
+    assert head == 0 and estimate == measured
+    other = dis.HeldOut(correct=880, rows=1000, heads=(2,))
+    assert "held-out" not in dis.conclude(probs, posterior, right, 0.8,
+                                          feature_held_out=(other,))[1].source
+    # A sure error of a head whose feature is right on 88% of held-out rows is no surprise
+    # under its hypothesis: "no head is the label" gains much less than from a head read as
+    # exact up to a 5% noise.
+    wrong, both = right | {9: 0}, dis.HeldOut(correct=880, rows=1000, heads=(0, 1))
+    assert (dis.unidentified_weight(probs, wrong, feature_held_out=(both,))
+            < dis.unidentified_weight(probs, wrong) / 2)
+    # a measure of 99.9% makes the same error a surprise again
+    sharp = dis.HeldOut(correct=9990, rows=10000, heads=(0, 1))
+    assert (dis.unidentified_weight(probs, wrong, feature_held_out=(sharp,))
+            > 2 * dis.unidentified_weight(probs, wrong, feature_held_out=(both,)))
+
+
 def test_once_a_head_leads_queries_check_it_where_it_is_sure_and_the_heads_split():
     probs = heads_from_predictions(*FEATURES, confidence=0.999)
     probs[:2, 9] = [0.45, 0.55]  # the leading feature's heads are unsure on row 9
