@@ -17,9 +17,10 @@ interval covers the true accuracy, and the runs not keeping a best head.
 `--draws=N` plays every run N times, the label loop's random rows drawn anew each time
 after the first: the figures are means over the draws and each wrong decision is listed with
 the share of draws that made it (one draw of a set no head explains can fall either way).
-`--shift_test=compute` runs the shift test again on every run's set (4-15 s each), for runs
-made without it; `--blocks=compute` the feature blocks' test (5-20 s on the sets where it
-passes), for runs made before it measured its blocks on held-out labeled rows.
+`--per_run` also prints, per run, each rule's estimate, interval and decision (first draw) beside
+the true accuracy. `--shift_test=compute` runs the shift test again on every run's set (4-15 s
+each), for runs made without it; `--blocks=compute` the feature blocks' test (5-20 s on the
+sets where it passes), for runs made before it measured its blocks on held-out labeled rows.
 """
 
 from absl import app
@@ -39,6 +40,8 @@ _DRAWS = flags.DEFINE_integer("draws", 1, "Replays of each run: the first draws 
 _SHIFT_TEST = flags.DEFINE_enum("shift_test", "saved", ["saved", "compute"],
                                 "The shift test's result: the run's own, or computed again now "
                                 "on each run's set.")
+_PER_RUN = flags.DEFINE_bool("per_run", False, "Also print each run's estimate, interval and "
+                             "decision under each rule (first draw), beside the true accuracy.")
 _BLOCKS = flags.DEFINE_enum("blocks", "saved", ["saved", "compute"],
                             "The feature blocks' test: the run's own, or computed again now.")
 REPLAYABLE = ("rule.", "budget=", "shift_test=")
@@ -83,16 +86,36 @@ def main(argv):
         runs = tested
     print(f"{len(runs)} runs, shift test {_SHIFT_TEST.value}, blocks {_BLOCKS.value}, "
           f"{_DRAWS.value} draw(s) each")
-    calibrations = {}
+    calibrations, first_draws = {}, {}
     for rule in [[]] + rules:
         try:
             outcomes = [replay.replay(run, _config(run, rule), draw)
                         for draw in range(_DRAWS.value) for run in runs]
         except ValueError as e:
             raise app.UsageError(str(e)) from None
-        calibrations[" ".join(rule) or "the runs' own rule"] = replay.summarize(
-            runs * _DRAWS.value, outcomes, _DRAWS.value)
+        name = " ".join(rule) or "the runs' own rule"
+        calibrations[name] = replay.summarize(runs * _DRAWS.value, outcomes, _DRAWS.value)
+        first_draws[name] = outcomes[:len(runs)]
+    if _PER_RUN.value:
+        print(_per_run_table(runs, first_draws))
     print(benchmark.calibration_table(calibrations))
+
+
+def _per_run_table(runs, first_draws: dict) -> str:
+    """Markdown: one row per run, one column per rule: estimate [interval], decision, and the
+    true accuracy credited (the rule may keep another head)."""
+    lines = ["| set | seed | " + " | ".join(first_draws) + " |",
+             "|---|---|" + "---|" * len(first_draws)]
+    for i, run in enumerate(runs):
+        cells = []
+        for outcomes in first_draws.values():
+            found, estimate = outcomes[i].resolution, outcomes[i].resolution.estimate
+            cells.append(f"{estimate.accuracy:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] "
+                         f"{'submit' if found.decision.submit else 'abstain'}, true "
+                         f"{outcomes[i].accuracy:.3f}")
+        lines.append(f"| {run.record.dataset.name} | {run.record.config.seed} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

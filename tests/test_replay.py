@@ -105,6 +105,28 @@ def test_the_shift_test_is_run_again_and_rethresholded(toy_run):
         replay.replay(run, lenient)
 
 
+def test_the_block_test_is_measured_again_for_older_runs(toy_run):
+    run = replay.load_run(toy_run)
+    saved = run.record.blocks
+    assert saved.independent and saved.held_out_correct, saved.describe()  # the toy's two axes
+    same, found = replay.with_block_test(run)
+    assert same is run and found is None  # measured already: nothing to compute
+
+    def with_blocks(blocks):
+        return dataclasses.replace(run, record=dataclasses.replace(run.record, blocks=blocks))
+
+    older = with_blocks(dataclasses.replace(saved, held_out_correct=(), held_out_rows=0))
+    assert replay.replay(older).resolution.estimate.source == "target labels"
+    measured, found = replay.with_block_test(older)
+    # the run's own test, repeated with its key
+    assert found.describe() == saved.describe() and measured.record.blocks is found
+    np.testing.assert_array_equal(found.block, saved.block)
+    # other blocks than the run's heads were trained on are refused
+    moved = with_blocks(dataclasses.replace(older.record.blocks, block=~saved.block))
+    with pytest.raises(ValueError, match="not the run's"):
+        replay.with_block_test(moved)
+
+
 def test_the_replay_command_starts_from_the_run_or_from_todays_rule(toy_run):
     from experiments import replay as command
     run = replay.load_run(toy_run)
@@ -114,6 +136,10 @@ def test_the_replay_command_starts_from_the_run_or_from_todays_rule(toy_run):
         prior_noise=0.02, check_from=1.0, margin=0.02)
     assert command._config(old, ["default", "rule.margin=0.02"]).rule == Rule(margin=0.02)
     assert command._config(old, ["default"]) == SMOKE
+    outcome = replay.replay(run)
+    table = command._per_run_table([run], {"own": [outcome], "again": [outcome]}).splitlines()
+    assert len(table) == 3 and table[2].startswith(f"| 00_toy_dataset | {SMOKE.seed} | ")
+    assert table[2].count(f"true {outcome.accuracy:.3f}") == 2
 
 
 def test_draws_ask_other_rows_and_average(toy_run):
