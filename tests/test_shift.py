@@ -59,7 +59,8 @@ def test_conclude_estimates_a_kept_erm_head_from_the_held_out_rows():
     head, est, decision = dis.conclude(probs, posterior, revealed, 0.8, held_out=held)
     assert head == 0 and est.source == "held-out labeled rows"
     assert est.accuracy == pytest.approx(491 / 502, abs=1e-3)  # Beta(491, 11) mean
-    assert est.low < 0.98 < est.high and est.high - est.low < 0.03
+    # what 20 target rows realise at that rate: a multiple of 1/20, often all 20
+    assert est.low in (0.9, 0.95) and est.high == 1.0
     assert est.label_errors == 1 and decision.submit and "held-out" in decision.reason
     # Labels that favour a pushed head do not override the held-out rows: the anchor stays.
     head, _, _ = dis.conclude(probs, np.array([0.1, 0.9]), revealed, 0.8, held_out=held)
