@@ -48,7 +48,8 @@ class Rule:
       not decide).
     block_held_out: a kept head that sees one feature block (`blocks`) is estimated, under its
       own hypothesis, from its block member's hits on held-out labeled rows rather than from
-      its probabilities.
+      its probabilities, and those hits are one more reading of how often the labels depart
+      from such a head when "no head is the label" is weighed.
     """
     prior_noise: float = 0.05
     prior_strength: float = 5.0

@@ -256,9 +256,9 @@ def unidentified_weight(probs: np.ndarray, revealed: dict[int, int],
 
 def held_out_estimate(held_out: HeldOut, kept: np.ndarray, revealed: dict[int, int],
                       rule: Rule = DEFAULT_RULE) -> Estimate:
-    """Accuracy of an ERM head on a target drawn like the labeled rows: the Beta(1 + right,
-    1 + wrong) posterior of the held-out rows. The revealed labels, asked where the heads
-    disagree, are no fair sample of the target."""
+    """Accuracy of an ERM head on a target drawn like the labeled rows: what the held-out
+    rows' Beta(1 + right, 1 + wrong) rate realises on the target rows (`_realised`). The
+    revealed labels, asked where the heads disagree, are no fair sample of the target."""
     accuracy, low, high = _mean_and_interval(*_realised(held_out, len(kept)), rule.interval)
     return Estimate(accuracy=accuracy, low=low, high=high,
                     label_errors=label_errors(kept, revealed), num_labels=len(revealed),
@@ -304,8 +304,8 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     readings are weighed by the evidence of those labels. If no head is (probability
     `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
     Where the kept head's feature was measured on held-out labeled rows (`feature_held_out`, as
-    the feature blocks do), its hypothesis scores that measure's Beta posterior instead, and
-    the other heads' share the probability readings above. The estimate is the mean of the
+    the feature blocks do), its hypothesis scores the accuracy that measure realises on the
+    target rows instead (`_realised`), and the other heads' share the probability readings. The estimate is the mean of the
     mixture and the interval its quantiles.
 
     Args:
