@@ -162,6 +162,15 @@ class BlockTest:
                      for head, correct in zip(pair, self.held_out_correct))
 
 
+def feature_held_out(found: BlockTest | None, config: Config) -> tuple[HeldOut, ...]:
+    """What the label loop reads of a run's test (`disambiguation.resolve`'s
+    `feature_held_out`): the pair heads' measures, or () without a test, with blocks that did
+    not pass, or with `config.rule.block_held_out` off."""
+    if found is None or not config.rule.block_held_out:
+        return ()
+    return found.held_outs(config)
+
+
 def applies(config: Config, dataset: Dataset) -> bool:
     """Whether the test runs: `config.feature_blocks` is on, the strategy has a joint pair and
     the input has 2 to `MOST_FEATURES` features."""

@@ -127,8 +127,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     resolution = disambiguation.resolve(
         probs, ask, config.budget, rng, dataset.info.default_score, config.rule, known,
         held_out=None if shift is None else shift.held_out, on_label=on_label,
-        feature_held_out=(() if blocks is None or not config.rule.block_held_out
-                          else blocks.held_outs(config)))
+        feature_held_out=blocks_lib.feature_held_out(blocks, config))
     head = resolution.chosen_head
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:

@@ -156,8 +156,7 @@ def replay(run: SavedRun, config: Config | None = None, draw: int = 0) -> Outcom
     resolution = disambiguation.resolve(
         run.probs, lambda row: int(run.truth[row]), config.budget, rng,
         run.record.dataset.default_score, config.rule, held_out=held_out(run, config),
-        feature_held_out=(() if run.record.blocks is None or not config.rule.block_held_out
-                          else run.record.blocks.held_outs(config)))
+        feature_held_out=blocks.feature_held_out(run.record.blocks, config))
     head = resolution.chosen_head
     return Outcome(config=config, resolution=resolution,
                    accuracy=(run.record.true_accuracy if head == run.record.chosen_head

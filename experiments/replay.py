@@ -65,25 +65,9 @@ def main(argv):
                                  "rule.*, budget and shift_test can change")
     runs = replay.load_runs(_RUNS.value)
     if _SHIFT_TEST.value == "compute":
-        tested = []
-        for run in runs:
-            run, found = replay.with_shift_test(run)
-            print(f"{run.run_dir.name} (seed {run.record.config.seed}): {found.describe()}",
-                  flush=True)
-            tested.append(run)
-        runs = tested
+        runs = _computed_again(runs, replay.with_shift_test)
     if _BLOCKS.value == "compute":
-        tested = []
-        for run in runs:
-            try:
-                run, found = replay.with_block_test(run)
-            except ValueError as e:
-                raise app.UsageError(str(e)) from None
-            if found is not None:
-                print(f"{run.run_dir.name} (seed {run.record.config.seed}): {found.describe()}",
-                      flush=True)
-            tested.append(run)
-        runs = tested
+        runs = _computed_again(runs, replay.with_block_test)
     print(f"{len(runs)} runs, shift test {_SHIFT_TEST.value}, blocks {_BLOCKS.value}, "
           f"{_DRAWS.value} draw(s) each")
     calibrations, first_draws = {}, {}
@@ -99,6 +83,22 @@ def main(argv):
     if _PER_RUN.value:
         print(_per_run_table(runs, first_draws))
     print(benchmark.calibration_table(calibrations))
+
+
+def _computed_again(runs, with_test):
+    """`runs` with a test computed again by `with_test` (run -> (run, test or None)), each
+    test printed as it comes."""
+    tested = []
+    for run in runs:
+        try:
+            run, found = with_test(run)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
+        if found is not None:
+            print(f"{run.run_dir.name} (seed {run.record.config.seed}): {found.describe()}",
+                  flush=True)
+        tested.append(run)
+    return tested
 
 
 def _per_run_table(runs, first_draws: dict) -> str:

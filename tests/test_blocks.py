@@ -169,6 +169,11 @@ def test_the_test_is_recorded():
     assert again.held_out_correct == (40, 30) and again.held_out_rows == 50
     assert [(h.heads, h.correct) for h in again.held_outs(Config(num_heads=4))] == [
         ((2,), 40), ((3,), 30)]
+    # what the label loop reads: the same, unless there is no test or the rule turns it off
+    four = Config(num_heads=4)
+    assert blocks.feature_held_out(again, four) == again.held_outs(four)
+    assert blocks.feature_held_out(None, four) == ()
+    assert blocks.feature_held_out(again, four.override(["rule.block_held_out=false"])) == ()
     masks = test.head_masks(Config(num_heads=4))
     np.testing.assert_array_equal(masks[2], [1, 0, 1])
     np.testing.assert_array_equal(masks[3], [0, 1, 0])
