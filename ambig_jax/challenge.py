@@ -13,6 +13,7 @@ from ambig_jax import pipeline
 from ambig_jax import plots
 from ambig_jax import record
 from ambig_jax import saliency
+from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import catalog
@@ -99,7 +100,7 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
 
 def saliency_maps(solution: pipeline.Solution, x: np.ndarray) -> dict[str, np.ndarray]:
     """What each head looks at on raw target rows x: "occlusion" maps; "gradient" maps where
-    the heads see the pixels (over the pixels alone, not through the encoder's other
+    the heads are one network that sees the pixels (over the pixels alone, not the encoder's other
     features; none over trunk features); "counts", the rows each map averages."""
     encoder, ensemble = solution.encoder, solution.ensemble
     if encoder is None:
@@ -108,6 +109,8 @@ def saliency_maps(solution: pipeline.Solution, x: np.ndarray) -> dict[str, np.nd
         occlusion, counts = saliency.occlusion_saliency(
             features.OnImages(ensemble, encoder), x, patch=encoder.occlusion_patch)
     maps = {"occlusion": occlusion, "counts": counts}
+    if not isinstance(ensemble, training.TrainedEnsemble):
+        return maps  # composite heads (`pairwise`) have no one network to differentiate
     if encoder is None:
         maps["gradient"], _ = saliency.gradient_saliency(ensemble, x)
     elif encoder.keeps_pixels:

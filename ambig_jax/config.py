@@ -99,6 +99,11 @@ class Config:
       dependence vanishes on the target, and test whether one ERM head on each block explains
       the labels while the two are independent on the target; if so, the hybrid's joint pair
       sees one block each, so that neither can mix the two features (`blocks`).
+    pairwise: with more than two classes (a label per pair of classes within the budget, and
+      no feature blocks that passed), composite heads follow the usual ones: each couples one
+      head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
+      classes under an ERM router are that pair (`pairwise`). With three classes the diversity
+      term cannot tell the features from mixtures of them.
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -120,6 +125,7 @@ class Config:
     trunk: str = "auto"
     local_patterns: int = 16
     feature_blocks: bool = True
+    pairwise: bool = True
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128

@@ -15,6 +15,7 @@ import numpy as np
 from ambig_jax import blocks as blocks_lib
 from ambig_jax import disambiguation
 from ambig_jax import features
+from ambig_jax import pairwise
 from ambig_jax import refinement as refinement_lib
 from ambig_jax import shift as shift_lib
 from ambig_jax import training
@@ -33,18 +34,10 @@ class Solution:
     head_probs: np.ndarray  # [H, N, C] calibrated probabilities of every head on the target
     resolution: disambiguation.Resolution  # the labels, the kept head, estimate and decision
     timings: Timings
-    ensemble: training.TrainedEnsemble  # the heads themselves (for saliency maps)
+    ensemble: training.TrainedEnsemble | pairwise.PairwiseHeads  # the heads (saliency maps)
     refinement: refinement_lib.Refinement | None  # None when config.refine is off
     shift: shift_lib.ShiftTest | None  # None when config.shift_test is off
     blocks: blocks_lib.BlockTest | None = None  # None when the test does not apply
-
-
-def calibrated_probs(ensemble: training.TrainedEnsemble, x: np.ndarray) -> np.ndarray:
-    """Heads' probabilities [H, N, C], with label smoothing's ceiling undone on pushed heads."""
-    probs = ensemble.predict_proba(x)
-    config = ensemble.config
-    return np.stack([disambiguation.unsmooth(p, config.label_smoothing) if push else p
-                     for p, push in zip(probs, training.pushed_heads(config))])
 
 
 def run_keys(seed: int) -> tuple[jax.Array, np.random.Generator]:
@@ -58,15 +51,23 @@ def blocks_key(train_key: jax.Array) -> jax.Array:
     return jax.random.fold_in(train_key, 3)
 
 
+def pairwise_key(train_key: jax.Array) -> jax.Array:
+    """The key of the pairwise composites' router and pairs, from the heads' training key."""
+    return jax.random.fold_in(train_key, 4)
+
+
 def shift_key(seed: int) -> jax.Array:
     """The key of the run's shift test."""
     return jax.random.fold_in(run_keys(seed)[0], 2)
 
 
 def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
-                ) -> tuple[training.TrainedEnsemble, blocks_lib.BlockTest | None]:
+                ) -> tuple[training.TrainedEnsemble | pairwise.PairwiseHeads,
+                           blocks_lib.BlockTest | None]:
     """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
-    (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed."""
+    (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed; if
+    they did not, with more than two classes, the pairwise composites after the ensemble's
+    heads (`pairwise`)."""
     blocks = None
     if blocks_lib.applies(config, dataset):
         blocks = blocks_lib.test_blocks(config, dataset, blocks_key(key))
@@ -76,6 +77,15 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
         f"{len(dataset.x_target)} target rows")
     ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks)
+    if masks is None and pairwise.applies(config, dataset):
+        log(f"[{dataset.name}] training a router and {pairwise.PAIR_HEADS} heads for each pair "
+            f"of {dataset.num_classes} classes ({config.steps} steps)")
+        try:
+            ensemble = pairwise.train_pairs(config, dataset, pairwise_key(key), ensemble)
+            log(f"[{dataset.name}] pairs routed: {ensemble.describe()}; heads {config.num_heads}-"
+                f"{config.num_heads + ensemble.num_composites - 1} are composites")
+        except pairwise.EmptyPair as empty:
+            log(f"[{dataset.name}] no composite heads: {empty}")
     return ensemble, blocks
 
 
@@ -96,7 +106,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
         log(f"[{dataset.name}] encoded the images as {encoder.description}: "
             f"{dataset.input_shape[0]} features a row ({encode_seconds:.1f}s)")
     ensemble, blocks = train_heads(config, dataset, train_key, log)
-    probs = calibrated_probs(ensemble, dataset.x_target)
+    probs = ensemble.calibrated_proba(dataset.x_target)
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")
     shift = None

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
+from ambig_jax import disambiguation
 from ambig_jax import losses
 from ambig_jax import models
 from ambig_jax import progress
@@ -80,6 +81,12 @@ class TrainedEnsemble:
         # Padded to `bucket_rows` so that sets of similar sizes share one compiled program.
         return np.concatenate([np.asarray(apply(self.params, _padded(c), self.masks))[:, :len(c)]
                                for c in chunks], axis=1)
+
+    def calibrated_proba(self, x: np.ndarray) -> np.ndarray:
+        """`predict_proba` [H, N, C] with label smoothing's ceiling undone on pushed heads."""
+        probs = self.predict_proba(x)
+        return np.stack([disambiguation.unsmooth(p, self.config.label_smoothing) if push else p
+                         for p, push in zip(probs, pushed_heads(self.config))])
 
 
 @functools.lru_cache(maxsize=16)

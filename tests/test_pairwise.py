@@ -1,0 +1,153 @@
+"""Pairwise composites for more than two classes: routing, coupling, composing, training."""
+
+import numpy as np
+import pytest
+
+from ambig_jax import challenge
+from ambig_jax import pairwise
+from ambig_jax import pipeline
+from ambig_jax.config import PRESETS
+from ambig_jax.datasets import catalog
+from ambig_jax.datasets import generator
+from ambig_jax.datasets import loader
+
+# The feature blocks' test would pass on these rows: it finds the rotated blocks too, and heads
+# that see one block each cannot mix the features (`test_where_blocks_pass_no_composites`).
+SMOKE = PRESETS["smoke"].replace(feature_blocks=False)
+CLASSES = np.array([4, 5, 6])
+
+
+ROTATION = np.linalg.qr(np.random.default_rng(99).normal(size=(8, 8)))[0]
+
+
+def three_class_rows(rng, num_rows: int, agree: bool, rotate: bool):
+    """Rows of 8 features: a noisy code of class a (4 features) beside one of class b (4
+    more), with `rotate` turned by a fixed rotation. b = a (`agree`, the labeled rows) or
+    independent (the target)."""
+    a = rng.integers(0, 3, num_rows)
+    b = a.copy() if agree else rng.integers(0, 3, num_rows)
+    code = np.array([[1.5, -1.0, 0.0, 0.5], [-1.0, 1.5, 0.5, 0.0], [0.0, 0.5, -1.0, 1.5]])
+    x = np.concatenate([code[a], code[b]], axis=1) + rng.normal(0, 0.3, (num_rows, 8))
+    x = x @ ROTATION if rotate else x
+    return x.astype(np.float32), a, b
+
+
+def three_class_set(seed: int = 0, rotate: bool = True) -> generator.GeneratedSet:
+    rng = np.random.default_rng(seed)
+    x, y, meta = {}, {}, {}
+    for split, rows, agree in (("labeled", 600, True), ("unlabeled", 600, False),
+                               ("target", 600, False)):
+        x[split], a, b = three_class_rows(rng, rows, agree, rotate)
+        y[split], meta[split] = CLASSES[a], {"spurious": CLASSES[b]}
+    return generator.GeneratedSet(catalog.CATALOG[456], x, y, meta)
+
+
+def as_dataset(generated: generator.GeneratedSet) -> loader.Dataset:
+    return loader.from_arrays(generated.info, generated.x["labeled"], generated.y["labeled"],
+                              generated.x["unlabeled"], generated.x["target"])
+
+
+def test_applies_with_a_label_per_pair_of_classes():
+    three = as_dataset(three_class_set())
+    assert pairwise.applies(SMOKE, three)
+    assert not pairwise.applies(SMOKE.replace(pairwise=False), three)
+    assert not pairwise.applies(SMOKE.replace(budget=2), three)  # 3 pairs, 2 labels
+    two = loader.from_arrays(catalog.CATALOG[0], three.x_labeled[:4], np.array([0, 1, 0, 1]),
+                             three.x_unlabeled, three.x_target)
+    assert not pairwise.applies(SMOKE, two)
+    four = loader.from_arrays(catalog.CATALOG[456], three.x_labeled[:4], np.arange(4),
+                              three.x_unlabeled, three.x_target)
+    assert not pairwise.applies(SMOKE, four)  # 6 pairs > 5 labels
+
+
+def test_pairs_orientations_and_routes():
+    assert pairwise.class_pairs(3) == ((0, 1), (0, 2), (1, 2))
+    np.testing.assert_array_equal(pairwise.orientations(2), [[0, 0], [0, 1], [1, 0], [1, 1]])
+    probs = np.array([[0.5, 0.4, 0.1], [0.1, 0.3, 0.6], [0.2, 0.1, 0.7], [0.3, 0.3, 0.4]])
+    # ties between the second and third class go to the lower index (a stable sort)
+    np.testing.assert_array_equal(pairwise.route(probs, pairwise.class_pairs(3)), [0, 2, 1, 1])
+
+
+def test_couple_by_hand():
+    pairs = pairwise.class_pairs(3)
+    # row 0: 0 beats 1 (0.9) and 2 (0.8), 1 vs 2 a coin: p ∝ (0.72, 0.05, 0.1)
+    # row 1: every pair a coin: uniform
+    beats = np.array([[0.9, 0.5], [0.8, 0.5], [0.5, 0.5]])
+    probs = pairwise.couple(beats, pairs, 3)
+    np.testing.assert_allclose(probs[0], np.array([0.72, 0.05, 0.1]) / 0.87, rtol=1e-6)
+    np.testing.assert_allclose(probs[1], [1 / 3] * 3, rtol=1e-6)
+    # two classes: the binary head itself; sure heads stay finite
+    np.testing.assert_allclose(pairwise.couple(np.array([[0.3, 1.0]]), ((0, 1),), 2),
+                               [[0.3, 0.7], [1 - 1e-4, 1e-4]], rtol=1e-6)
+
+
+def test_compose_takes_one_head_of_each_pair():
+    pairs = pairwise.class_pairs(3)
+    beats = np.random.default_rng(0).uniform(size=(3, 2, 5))
+    composites = pairwise.compose(beats, pairs, 3)
+    assert composites.shape == (8, 5, 3)
+    np.testing.assert_allclose(composites.sum(-1), 1.0, rtol=1e-6)
+    # composite 0b110 = 6: head 1 of pairs (0, 1) and (0, 2), head 0 of pair (1, 2)
+    expected = pairwise.couple(beats[[0, 1, 2], [1, 1, 0]], pairs, 3)
+    np.testing.assert_allclose(composites[6], expected)
+
+
+def test_composites_follow_the_usual_heads_and_read_each_feature():
+    generated = three_class_set()
+    dataset = as_dataset(generated)
+    heads, blocks = pipeline.train_heads(SMOKE, dataset, pipeline.run_keys(0)[0],
+                                         log=lambda _: None)
+    assert isinstance(heads, pairwise.PairwiseHeads) and blocks is None
+    probs = heads.calibrated_proba(dataset.x_target)
+    assert probs.shape == (4 + 8, 600, 3)  # the smoke preset's 4 heads, then 8 composites
+    np.testing.assert_allclose(probs[:4], heads.plain.calibrated_proba(dataset.x_target))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # a labeled row trains the two pairs of its class; a target row, the pair it is routed to
+    assert heads.routed[:, 0].sum() == 1200 and heads.routed[:, 2].sum() == 600
+    assert (heads.routed[:, 2] > 50).all()
+    predicted = probs[4:].argmax(-1)
+    feature_a = dataset.to_index(generated.y["target"])
+    feature_b = dataset.to_index(generated.meta["target"]["spurious"])
+    # a mixture of the two is right on 2/3 of the rows; the smoke preset's heads are rough
+    assert (predicted == feature_a).mean(axis=1).max() > 0.8
+    assert (predicted == feature_b).mean(axis=1).max() > 0.8
+
+
+def test_where_blocks_pass_no_composites():
+    dataset = as_dataset(three_class_set(rotate=False))
+    config = PRESETS["smoke"]
+    heads, blocks = pipeline.train_heads(config, dataset, pipeline.run_keys(0)[0],
+                                         log=lambda _: None)
+    assert blocks.independent and heads.masks is not None
+    assert not isinstance(heads, pairwise.PairwiseHeads)
+    predicted = heads.calibrated_proba(dataset.x_target).argmax(-1)
+    truth = dataset.to_index(three_class_set(rotate=False).y["target"])
+    assert (predicted == truth).mean(axis=1).max() > 0.95
+
+
+def test_end_to_end_with_occlusion_maps_of_the_composites(tmp_path):
+    generator.save(three_class_set(1), tmp_path)
+    run = challenge.run_set(456, SMOKE, tmp_path, tmp_path / "out", log=lambda *_: None)
+    assert run.labels_used == 5 and len(run.head_accuracies) == 4 + 8
+    assert max(run.head_accuracies[4:]) > 0.8
+    run_dir = tmp_path / "out" / "456_mnist_embed"
+    with np.load(run_dir / "heads.npz") as heads:
+        assert heads["head_probs"].shape == (12, 600, 3)
+        assert heads["occlusion"].shape == (12, 3, 8) and "gradient" not in heads
+    assert (run_dir / "report.html").is_file()
+
+
+def test_a_pair_with_no_target_row_leaves_the_usual_heads():
+    generated = three_class_set()
+    # a target of rows like the labeled 4s: 4 is always likeliest, no row goes to 5|6
+    fours = generated.x["labeled"][generated.y["labeled"] == 4]
+    narrow = loader.from_arrays(generated.info, generated.x["labeled"], generated.y["labeled"],
+                                generated.x["unlabeled"], fours)
+    key = pipeline.run_keys(0)[0]
+    with pytest.raises(pairwise.EmptyPair, match="no target row routed to classes 5 and 6"):
+        pairwise.train_pairs(SMOKE, narrow, key, plain=None)
+    lines = []
+    heads, _ = pipeline.train_heads(SMOKE, narrow, key, log=lines.append)
+    assert not isinstance(heads, pairwise.PairwiseHeads)
+    assert heads.calibrated_proba(narrow.x_target).shape == (4, len(fours), 3)
+    assert "no composite heads: no target row routed to classes 5 and 6" in lines[-1]
