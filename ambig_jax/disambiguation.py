@@ -305,8 +305,8 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
     Where the kept head's feature was measured on held-out labeled rows (`feature_held_out`, as
     the feature blocks do), its hypothesis scores the accuracy that measure realises on the
-    target rows instead (`_realised`), and the other heads' share the probability readings. The estimate is the mean of the
-    mixture and the interval its quantiles.
+    target rows instead (`_realised`), and the other heads' share the probability readings.
+    The estimate is the mean of the mixture and the interval its quantiles.
 
     Args:
       probs: [H, N, C] heads' probabilities on the target rows.
@@ -407,16 +407,6 @@ def _mean_and_interval(values: np.ndarray, weights: np.ndarray, interval: float)
 def _logsumexp(x: np.ndarray) -> float:
     top = x.max()
     return float(top + np.log(np.exp(x - top).sum()))
-
-
-def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:
-    """Undoes label smoothing's ceiling: a head trained towards (1 - s) one_hot + s / C
-    predicts at most 1 - s + s / C where it is sure; map that back to 1."""
-    if smoothing <= 0:
-        return probs
-    num_classes = probs.shape[-1]
-    raw = np.clip((probs - smoothing / num_classes) / (1.0 - smoothing), 0.0, None)
-    return raw / raw.sum(axis=-1, keepdims=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,6 @@ import numpy as np
 import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec
 
-from ambig_jax import disambiguation
 from ambig_jax import losses
 from ambig_jax import models
 from ambig_jax import progress
@@ -85,8 +84,18 @@ class TrainedEnsemble:
     def calibrated_proba(self, x: np.ndarray) -> np.ndarray:
         """`predict_proba` [H, N, C] with label smoothing's ceiling undone on pushed heads."""
         probs = self.predict_proba(x)
-        return np.stack([disambiguation.unsmooth(p, self.config.label_smoothing) if push else p
+        return np.stack([unsmooth(p, self.config.label_smoothing) if push else p
                          for p, push in zip(probs, pushed_heads(self.config))])
+
+
+def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:
+    """Undoes label smoothing's ceiling: a head trained towards (1 - s) one_hot + s / C
+    predicts at most 1 - s + s / C where it is sure; map that back to 1."""
+    if smoothing <= 0:
+        return probs
+    num_classes = probs.shape[-1]
+    raw = np.clip((probs - smoothing / num_classes) / (1.0 - smoothing), 0.0, None)
+    return raw / raw.sum(axis=-1, keepdims=True)
 
 
 @functools.lru_cache(maxsize=16)

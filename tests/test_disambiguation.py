@@ -250,12 +250,6 @@ def test_labels_that_a_hedging_head_gets_right_favour_the_exact_reading():
     assert one.accuracy == pytest.approx(two.accuracy) and two.exact_weight == pytest.approx(0.5)
 
 
-def test_unsmooth_restores_the_ceiling():
-    smoothed = np.array([[0.95, 0.05], [0.5, 0.5]])
-    np.testing.assert_allclose(dis.unsmooth(smoothed, 0.1), [[1.0, 0.0], [0.5, 0.5]], atol=1e-6)
-    np.testing.assert_array_equal(dis.unsmooth(smoothed, 0.0), smoothed)
-
-
 def test_the_label_loop_asks_within_budget_and_keeps_the_head_the_labels_name():
     probs = heads_from_predictions(TRUTH, HEAD1)
     asked, seen = [], []

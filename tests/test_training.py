@@ -196,3 +196,10 @@ def test_sets_of_sizes_in_one_bucket_share_a_compilation():
     assert second.compile_seconds < first.compile_seconds / 5
     third = training.train(config, _small_set(140))  # 70 and 70: the next bucket
     assert third.compile_seconds > second.compile_seconds
+
+
+def test_unsmooth_restores_the_ceiling():
+    smoothed = np.array([[0.95, 0.05], [0.5, 0.5]])
+    np.testing.assert_allclose(training.unsmooth(smoothed, 0.1), [[1.0, 0.0], [0.5, 0.5]],
+                               atol=1e-6)
+    np.testing.assert_array_equal(training.unsmooth(smoothed, 0.0), smoothed)
