@@ -104,6 +104,11 @@ class Config:
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
       classes under an ERM router are that pair (`pairwise`). With three classes the diversity
       term cannot tell the features from mixtures of them.
+    pair_replicates: where the feature blocks did not pass, the hybrid's joint pair, and each
+      pair of classes' binary pair (`pairwise`), is trained this many times from different
+      starts, and its heads are the mean of the starts', matched by their agreement on the
+      target (`training.replicate_pair`): two-class independence is one equation, which pairs
+      that mix the features in part also solve, each start on other rows. 1: one start.
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -126,6 +131,7 @@ class Config:
     local_patterns: int = 16
     feature_blocks: bool = True
     pairwise: bool = True
+    pair_replicates: int = 3
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128
@@ -158,6 +164,8 @@ class Config:
             raise ValueError(f"refine_drop must be in [0, 1), got {self.refine_drop}")
         if self.local_patterns < 0:
             raise ValueError(f"local_patterns must be >= 0, got {self.local_patterns}")
+        if self.pair_replicates < 1:
+            raise ValueError(f"pair_replicates must be >= 1, got {self.pair_replicates}")
         if self.num_heads < 1:
             raise ValueError(f"num_heads must be >= 1, got {self.num_heads}")
         if self.steps < 1 or self.shift_steps < 1:
@@ -243,7 +251,8 @@ def _parse(kind, text: str, assignment: str):
 PRESETS = {
     "default": Config(),
     "long": Config(steps=1500),
-    "smoke": Config(num_heads=4, steps=200, shift_steps=200, hidden=(64,), batch_pool=128),
+    "smoke": Config(num_heads=4, steps=200, shift_steps=200, hidden=(64,), batch_pool=128,
+                    pair_replicates=2),
 }
 
 

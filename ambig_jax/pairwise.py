@@ -158,8 +158,10 @@ class PairwiseHeads:
 def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
                 plain: training.TrainedEnsemble) -> PairwiseHeads:
     """Trains the router, then one joint DivDis pair per pair of classes on the rows routed
-    to it (module docstring), and puts their composites after the `plain` heads; the keys are
-    `fold_in(key, p)` for pair p, `fold_in(key, P)` for the router.
+    to it (module docstring), each averaged over `config.pair_replicates` starts
+    (`training.replicate_pair`), and puts their composites after the `plain` heads; the keys
+    are `fold_in(key, p)` for pair p, `fold_in(key, P)` for the router and
+    `fold_in(key, P + 1 + p)` for pair p's further starts.
 
     Raises:
       EmptyPair: no target row is routed to some pair (say, a target without one class).
@@ -186,9 +188,11 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
             x_unlabeled=dataset.x_unlabeled[unlabeled] if unlabeled.any()
             else dataset.x_target[target],
             x_target=dataset.x_target[target], classes=dataset.classes[[a, b]])
-        members.append(training.train(
-            pair_config, binary, jax.random.fold_in(key, p),
-            desc=f"[{dataset.name}] pair {dataset.classes[a]}|{dataset.classes[b]}"))
+        desc = f"[{dataset.name}] pair {dataset.classes[a]}|{dataset.classes[b]}"
+        member = training.train(pair_config, binary, jax.random.fold_in(key, p), desc=desc)
+        members.append(training.replicate_pair(
+            member, binary, jax.random.fold_in(key, len(pairs) + 1 + p), config.pair_replicates,
+            (0, 1), desc=desc))
     routed = [[int(mask.sum()) for mask in masks] for masks in rows]
     return PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
                          members=tuple(members), routed=np.array(routed, np.int64))

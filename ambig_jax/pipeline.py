@@ -56,6 +56,11 @@ def pairwise_key(train_key: jax.Array) -> jax.Array:
     return jax.random.fold_in(train_key, 4)
 
 
+def replicas_key(train_key: jax.Array) -> jax.Array:
+    """The key of the joint pair's further starts, from the heads' training key."""
+    return jax.random.fold_in(train_key, 5)
+
+
 def shift_key(seed: int) -> jax.Array:
     """The key of the run's shift test."""
     return jax.random.fold_in(run_keys(seed)[0], 2)
@@ -66,8 +71,9 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
                            blocks_lib.BlockTest | None]:
     """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
     (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed; if
-    they did not, with more than two classes, the pairwise composites after the ensemble's
-    heads (`pairwise`)."""
+    they did not, the joint pair averaged over `config.pair_replicates` starts
+    (`training.replicate_pair`) and, with more than two classes, the pairwise composites after
+    the ensemble's heads (`pairwise`)."""
     blocks = None
     if blocks_lib.applies(config, dataset):
         blocks = blocks_lib.test_blocks(config, dataset, blocks_key(key))
@@ -77,6 +83,14 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
         f"{len(dataset.x_target)} target rows")
     ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks)
+    pair = training.joint_pair(config)
+    if masks is None and pair is not None and config.pair_replicates > 1:
+        ensemble = training.replicate_pair(ensemble, dataset, replicas_key(key),
+                                           config.pair_replicates, pair,
+                                           desc=f"[{dataset.name}] joint pair")
+        log(f"[{dataset.name}] joint pair (heads {pair[0]} and {pair[1]}) trained from "
+            f"{config.pair_replicates} starts and averaged; starts in the other order: "
+            f"{sum(ensemble.swapped)} of {config.pair_replicates - 1}")
     if masks is None and pairwise.applies(config, dataset):
         log(f"[{dataset.name}] training a router and {pairwise.PAIR_HEADS} heads for each pair "
             f"of {dataset.num_classes} classes ({config.steps} steps)")

@@ -10,6 +10,7 @@ a head assigns to a class:
     the half it ignores is swapped, and flips about half of them when the other is.
 """
 
+import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,9 +54,13 @@ def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray,
 
     Returns:
       maps: [H, C, *S] mean over the rows head h predicts as c of |d log p_h(c | x) / d x|
-        (zeros where a head never predicts c).
+        (zeros where a head never predicts c); a pair averaged over several starts
+        (`training.replicate_pair`) gets the mean of its starts' maps, each start's over the
+        rows it predicts as c.
       counts: [H, C] how many rows each map averages.
     """
+    if ensemble.replicas:
+        return _replicated_saliency(ensemble, x, max_rows, batch_size)
     rows = ensemble.standardizer(np.asarray(x[:max_rows], np.float32))
     grads = np.concatenate([
         np.asarray(_jitted_gradients(ensemble.module, ensemble.params,
@@ -71,6 +76,21 @@ def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray,
             counts[h, c] = int(chosen.sum())
             if counts[h, c]:
                 maps[h, c] = np.abs(grads[h, chosen, c]).mean(axis=0)
+    return maps, counts
+
+
+def _replicated_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray, max_rows: int,
+                         batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`gradient_saliency` of an ensemble whose pair is averaged over starts: the pair's maps
+    are the mean of its starts' (matched), the counts the averaged heads' predictions'."""
+    first = dataclasses.replace(ensemble, replicas=(), replicated=None, swapped=())
+    maps, _ = gradient_saliency(first, x, max_rows, batch_size)
+    pair = list(ensemble.replicated)
+    starts = [maps[pair]] + [gradient_saliency(replica, x, max_rows, batch_size)[0][
+        ::-1 if swap else 1] for replica, swap in zip(ensemble.replicas, ensemble.swapped)]
+    maps[pair] = np.mean(starts, axis=0)
+    predicted = ensemble.predict_proba(x[:max_rows]).argmax(-1)  # [H, B]
+    counts = np.stack([np.bincount(p, minlength=maps.shape[1]) for p in predicted])
     return maps, counts
 
 

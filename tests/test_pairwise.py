@@ -98,6 +98,9 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     heads, blocks = pipeline.train_heads(SMOKE, dataset, pipeline.run_keys(0)[0],
                                          log=lambda _: None)
     assert isinstance(heads, pairwise.PairwiseHeads) and blocks is None
+    # the smoke preset's 2 starts: the usual joint pair's and every pair of classes'
+    assert len(heads.plain.replicas) == 1 and heads.plain.replicated == (2, 3)
+    assert all(len(member.replicas) == 1 for member in heads.members)
     probs = heads.calibrated_proba(dataset.x_target)
     assert probs.shape == (4 + 8, 600, 3)  # the smoke preset's 4 heads, then 8 composites
     np.testing.assert_allclose(probs[:4], heads.plain.calibrated_proba(dataset.x_target))
@@ -119,7 +122,7 @@ def test_where_blocks_pass_no_composites():
     heads, blocks = pipeline.train_heads(config, dataset, pipeline.run_keys(0)[0],
                                          log=lambda _: None)
     assert blocks.independent and heads.masks is not None
-    assert not isinstance(heads, pairwise.PairwiseHeads)
+    assert not isinstance(heads, pairwise.PairwiseHeads) and not heads.replicas
     predicted = heads.calibrated_proba(dataset.x_target).argmax(-1)
     truth = dataset.to_index(three_class_set(rotate=False).y["target"])
     assert (predicted == truth).mean(axis=1).max() > 0.95

@@ -1,5 +1,6 @@
 """Saliency maps: shapes, counts, and that occlusion finds the feature each head follows."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -29,6 +30,21 @@ def test_maps_have_one_picture_per_head_and_class():
     assert np.all(grad >= 0) and np.isfinite(occ).all()
     # each 4x4 patch holds one value
     assert len(np.unique(occ[0, int(np.argmax(counts[0]))][0, :4, :4])) == 1
+
+
+@pytest.mark.slow
+def test_a_pair_averaged_over_starts_gets_the_mean_of_their_maps():
+    ds = _tiny_images(np.random.default_rng(0))
+    ens = training.train(Config(num_heads=3, steps=20), ds)
+    replicated = training.replicate_pair(ens, ds, jax.random.key(4), 2, (1, 2))
+    first, _ = saliency.gradient_saliency(ens, ds.x_target)
+    both, counts = saliency.gradient_saliency(replicated, ds.x_target)
+    predicted = replicated.predict_proba(ds.x_target).argmax(-1)
+    np.testing.assert_array_equal(counts[:, 1], predicted.sum(axis=1))
+    (replica,), (swap,) = replicated.replicas, replicated.swapped
+    second = saliency.gradient_saliency(replica, ds.x_target)[0][::-1 if swap else 1]
+    np.testing.assert_allclose(both[0], first[0])  # the anchor is one start
+    np.testing.assert_allclose(both[1:], (first[1:] + second) / 2, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.slow

@@ -203,3 +203,31 @@ def test_unsmooth_restores_the_ceiling():
     np.testing.assert_allclose(training.unsmooth(smoothed, 0.1), [[1.0, 0.0], [0.5, 0.5]],
                                atol=1e-6)
     np.testing.assert_array_equal(training.unsmooth(smoothed, 0.0), smoothed)
+
+
+def test_pair_swapped_matches_heads_by_agreement():
+    reference = np.array([[0, 1, 0, 1, 1], [0, 0, 1, 1, 0]])
+    assert not training.pair_swapped(reference, reference)
+    assert training.pair_swapped(reference, reference[::-1])
+    noisy = reference[::-1].copy()
+    noisy[0, 0], noisy[1, 1] = 1, 1
+    assert training.pair_swapped(reference, noisy)
+
+
+def test_a_replicated_pair_is_the_mean_of_its_matched_starts():
+    ds = as_dataset(generated(0))
+    config = Config(num_heads=4, steps=100, hidden=(16,), batch_pool=128)
+    ensemble = training.train(config, ds, jax.random.key(1))
+    assert training.replicate_pair(ensemble, ds, jax.random.key(2), 1, (2, 3)) is ensemble
+    replicated = training.replicate_pair(ensemble, ds, jax.random.key(2), 3, (2, 3))
+    assert len(replicated.replicas) == 2 and replicated.replicated == (2, 3)
+    assert replicated.train_seconds > ensemble.train_seconds
+    single = ensemble.predict_proba(ds.x_target)
+    probs = replicated.predict_proba(ds.x_target)
+    np.testing.assert_array_equal(probs[:2], single[:2])  # the chain is left alone
+    starts = [single[2:]] + [replica.predict_proba(ds.x_target)[::-1 if swap else 1]
+                             for replica, swap in zip(replicated.replicas, replicated.swapped)]
+    np.testing.assert_allclose(probs[2:], np.mean(starts, axis=0), rtol=1e-6)
+    for start in starts[1:]:  # matched: each head agrees most with its counterpart
+        assert not training.pair_swapped(single[2:].argmax(-1), start.argmax(-1))
+    np.testing.assert_allclose(replicated.calibrated_proba(ds.x_target).sum(-1), 1.0, rtol=1e-5)
