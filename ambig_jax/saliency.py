@@ -85,10 +85,8 @@ def _replicated_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray, max_
     are the mean of its starts' (matched), the counts the averaged heads' predictions'."""
     first = dataclasses.replace(ensemble, replicas=(), replicated=None, swapped=())
     maps, _ = gradient_saliency(first, x, max_rows, batch_size)
-    pair = list(ensemble.replicated)
-    starts = [maps[pair]] + [gradient_saliency(replica, x, max_rows, batch_size)[0][
-        ::-1 if swap else 1] for replica, swap in zip(ensemble.replicas, ensemble.swapped)]
-    maps[pair] = np.mean(starts, axis=0)
+    maps[list(ensemble.replicated)] = ensemble.mean_of_starts(
+        maps, lambda replica: gradient_saliency(replica, x, max_rows, batch_size)[0])
     predicted = ensemble.predict_proba(x[:max_rows]).argmax(-1)  # [H, B]
     counts = np.stack([np.bincount(p, minlength=maps.shape[1]) for p in predicted])
     return maps, counts

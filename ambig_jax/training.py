@@ -86,11 +86,18 @@ class TrainedEnsemble:
         probs = np.concatenate([np.asarray(apply(self.params, _padded(c), self.masks))[:, :len(c)]
                                 for c in chunks], axis=1)
         if self.replicas:
-            pair = list(self.replicated)
-            runs = [probs[pair]] + [replica.predict_proba(x, batch_size)[::-1 if swap else 1]
-                                    for replica, swap in zip(self.replicas, self.swapped)]
-            probs[pair] = np.mean(runs, axis=0)
+            probs[list(self.replicated)] = self.mean_of_starts(
+                probs, lambda replica: replica.predict_proba(x, batch_size))
         return probs
+
+    def mean_of_starts(self, first: np.ndarray, of_replica) -> np.ndarray:
+        """[2, ...] the replicated pair's mean over its starts of a per-head quantity: `first`
+        [H, ...] is this ensemble's, `of_replica(replica)` [2, ...] each replica's, taken in the
+        order matched to the pair's."""
+        starts = [first[list(self.replicated)]] + [
+            of_replica(replica)[::-1 if swap else 1]
+            for replica, swap in zip(self.replicas, self.swapped)]
+        return np.mean(starts, axis=0)
 
     def calibrated_proba(self, x: np.ndarray) -> np.ndarray:
         """`predict_proba` [H, N, C] with label smoothing's ceiling undone on pushed heads."""
