@@ -328,6 +328,39 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
       same shapes was compiled before); the per-step metrics are checked for non-finite
       values, then dropped.
     """
+    *_, ensemble = train_in_stages(config, dataset, key, (config.steps,), desc, masks)
+    return ensemble
+
+
+def stages_of(steps: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    """Increasing step counts near `fractions` of `steps` at which `train_in_stages` can stop,
+    each a whole number of `chunk_length(steps)` chunks, then `steps` itself."""
+    chunk = chunk_length(steps)
+    early = {chunk * max(1, round(steps * f / chunk)) for f in fractions}
+    return tuple(sorted(s for s in early if s < steps)) + (steps,)
+
+
+def train_in_stages(config: Config, dataset: Dataset, key: jax.Array | None = None,
+                    stages: tuple[int, ...] | None = None, desc: str = "training",
+                    masks: np.ndarray | None = None) -> typing.Iterator[TrainedEnsemble]:
+    """`train`, stopping after each step count of `stages` to yield the ensemble so far: asking
+    for the next one continues the same run, so the last is `train`'s result exactly, and a
+    caller that has seen enough stops early (the shift test).
+
+    Args:
+      config, dataset, key, desc, masks: as `train`'s.
+      stages: increasing step counts, each a multiple of `chunk_length(config.steps)`, the last
+        `config.steps` (`stages_of`); None: `config.steps` alone.
+
+    Yields:
+      The ensemble after each stage, its `train_seconds` counted from the start.
+    """
+    stages = (config.steps,) if stages is None else tuple(stages)
+    length = chunk_length(config.steps)
+    if (stages[-1] != config.steps or any(s % length for s in stages)
+            or any(b <= a for a, b in zip(stages, stages[1:]))):
+        raise ValueError(f"stages must increase to steps={config.steps} in multiples of "
+                         f"{length}, got {stages}")
     key = jax.random.key(config.seed) if key is None else key
     init_key, train_key = jax.random.split(key)
     standardizer = models.Standardizer.fit(dataset.x_labeled, dataset.x_unlabeled,
@@ -350,24 +383,26 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
                      x_pool=_padded(standardizer(x_pool)), num_pool=jnp.int32(len(x_pool)),
                      prior=jnp.asarray(prior, jnp.float32),
                      masks=None if masks is None else jnp.asarray(masks, jnp.float32))
-    length = chunk_length(config.steps)
     t0 = time.perf_counter()
     compiled = _compiled_run(module, optimizer, config, (state, train_key, data), length)
-    t1 = time.perf_counter()
-    chunks = []
-    with progress.bar(config.steps, desc) as bar:
-        for _ in range(config.steps // length):
-            state, metrics = compiled(state, train_key, data)
-            chunks.append(jax.tree.map(np.asarray, metrics))  # waits for the chunk to finish
-            bar.update(length)
-    metrics = jax.tree.map(lambda *parts: np.concatenate(parts), *chunks)
-    t2 = time.perf_counter()
-    check_finite(metrics)
-    return TrainedEnsemble(config=config, module=module, params=state.params,
-                           standardizer=standardizer,
-                           compile_seconds=t1 - t0, train_seconds=t2 - t1,
-                           flops_per_step=_flops_per_step(compiled),
-                           masks=None if masks is None else np.asarray(masks, np.float32))
+    compile_seconds, train_seconds, done = time.perf_counter() - t0, 0.0, 0
+    flops = _flops_per_step(compiled)
+    for stage in stages:
+        t1, chunks = time.perf_counter(), []
+        with progress.bar(stage - done, desc) as bar:
+            for _ in range((stage - done) // length):
+                state, metrics = compiled(state, train_key, data)
+                chunks.append(jax.tree.map(np.asarray, metrics))  # waits for the chunk
+                bar.update(length)
+        check_finite(jax.tree.map(lambda *parts: np.concatenate(parts), *chunks))
+        train_seconds, done = train_seconds + time.perf_counter() - t1, stage
+        # The next chunk donates the state's buffers, so an early stage yields a copy.
+        params = state.params if stage == stages[-1] else jax.tree.map(jnp.copy, state.params)
+        yield TrainedEnsemble(config=config, module=module, params=params,
+                              standardizer=standardizer,
+                              compile_seconds=compile_seconds, train_seconds=train_seconds,
+                              flops_per_step=flops,
+                              masks=None if masks is None else np.asarray(masks, np.float32))
 
 
 def _flops_per_step(compiled) -> float | None:
@@ -426,16 +461,21 @@ def replicate_pair(ensemble: TrainedEnsemble, dataset: Dataset, key: jax.Array,
         train_seconds=ensemble.train_seconds + sum(r.train_seconds for r in replicas))
 
 
+def as_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,
+              classes: np.ndarray | None = None) -> tuple[Config, Dataset]:
+    """The configuration and data of one plain ERM member trained on rows (x, y) in place of the
+    labeled ones: the data set's other rows still shape the input standardisation; its
+    classes, or `classes`, the output."""
+    rows = dataclasses.replace(dataset, x_labeled=x, y_labeled=np.asarray(y, np.int32),
+                               classes=dataset.classes if classes is None else classes)
+    return config.replace(strategy="erm", num_heads=1), rows
+
+
 def train_member(config: Config, dataset: Dataset, x: np.ndarray, y: np.ndarray,
                  key: jax.Array | None = None, classes: np.ndarray | None = None,
                  desc: str = "training one member",
                  masks: np.ndarray | None = None) -> TrainedEnsemble:
-    """One plain ERM member trained on rows (x, y) in place of the labeled ones (the
-    refinement's student, the shift test's classifiers, the supervised ceilings). The data
-    set's other rows still shape the input standardisation; its classes, or `classes`, the
-    output; `masks` [1, *S], its input mask, as in `train`.
-    """
-    rows = dataclasses.replace(dataset, x_labeled=x, y_labeled=np.asarray(y, np.int32),
-                               classes=dataset.classes if classes is None else classes)
-    return train(config.replace(strategy="erm", num_heads=1), rows, key, desc, masks)
-
+    """One plain ERM member trained on rows (x, y) (`as_member`: the refinement's student, the
+    shift test's anchor stand-in, the supervised ceilings); `masks` [1, *S], its input mask,
+    as in `train`."""
+    return train(*as_member(config, dataset, x, y, classes), key, desc, masks)

@@ -2,6 +2,7 @@
 an i.i.d. split of those labeled rows (not shifted), with real training; and the held-out
 estimate it hands the label loop."""
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -73,19 +74,41 @@ def test_conclude_estimates_a_kept_erm_head_from_the_held_out_rows():
 
 
 def test_the_classifier_trains_shift_steps_and_the_anchor_stand_in_steps(toy, monkeypatch):
-    """The labeled-vs-target classifier trains `shift_steps` (a subtle shift needs them); the
-    member that stands in for the ERM anchor trains like the anchor, `steps`."""
+    """The labeled-vs-target classifier trains `shift_steps` (a subtle shift needs them), scored
+    a quarter of the way and at the end; the member that stands in for the ERM anchor trains
+    like the anchor, `steps`."""
     g, _ = toy
     x, y = g.x["labeled"], g.y["labeled"]
     ds = loader.from_arrays(g.info, x[:300], y[:300], g.x["unlabeled"], x[300:])
-    steps, train_member = [], shift.training.train_member
+    staged, steps = [], []
+    train_in_stages, train_member = shift.training.train_in_stages, shift.training.train_member
+    monkeypatch.setattr(shift.training, "train_in_stages",
+                        lambda config, *a, **k: staged.append((config.steps, a[2]))
+                        or train_in_stages(config, *a, **k))
     monkeypatch.setattr(shift.training, "train_member",
                         lambda config, *a, **k: steps.append(config.steps)
                         or train_member(config, *a, **k))
-    found = shift.detect_shift(Config(steps=20, shift_steps=30), ds, jax.random.key(0))
-    assert steps == [30, 30] + ([] if found.shifted else [20])
+    found = shift.detect_shift(Config(steps=20, shift_steps=40), ds, jax.random.key(0))
+    assert not found.shifted and found.steps == 40 and steps == [20]
+    # chunk_length(40) = 1: a quarter is 10 steps; then the anchor stand-in (through `train`)
+    assert staged == [(40, (10, 40))] * 2 + [(20, (20,))]
+    assert "at 40 steps" in found.describe()
     with pytest.raises(ValueError, match="shift_steps must be >= 1"):
         Config(shift_steps=0)
+
+
+@pytest.mark.slow
+def test_a_plain_shift_is_called_at_the_first_look(toy, monkeypatch):
+    """On the toy set the members see the shift long before `shift_steps`: the test stops at
+    the first look (a whole number of 8-step chunks near a quarter of 400), with the figures
+    that members trained that long give."""
+    _, ds = toy
+    config = Config(steps=20, shift_steps=400, hidden=(32,))
+    found = shift.detect_shift(config, ds, jax.random.key(0))
+    assert found.shifted and found.steps == 96 and found.held_out is None
+    monkeypatch.setattr(shift, "LOOKS", ())  # one look, at the end
+    alone = shift.detect_shift(config.replace(shift_steps=96), ds, jax.random.key(0))
+    assert alone == dataclasses.replace(found, seconds=alone.seconds)
 
 
 @pytest.mark.slow

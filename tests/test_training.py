@@ -231,3 +231,21 @@ def test_a_replicated_pair_is_the_mean_of_its_matched_starts():
     for start in starts[1:]:  # matched: each head agrees most with its counterpart
         assert not training.pair_swapped(single[2:].argmax(-1), start.argmax(-1))
     np.testing.assert_allclose(replicated.calibrated_proba(ds.x_target).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_training_in_stages_continues_one_run():
+    """Each stage continues the run: the last is `train`'s result exactly, an early stage's
+    parameters survive the later ones (the scan donates its state), and stages that do not
+    fall on chunk boundaries are refused."""
+    toy_dataset = as_dataset(generated(0))
+    config = Config(strategy="erm", num_heads=1, steps=40, hidden=(16,))
+    stages = training.stages_of(40, (0.25,))
+    assert stages == (10, 40) and training.stages_of(1500, (0.25,)) == (360, 1500)
+    early, last = training.train_in_stages(config, toy_dataset, jax.random.key(1), stages)
+    whole = training.train(config, toy_dataset, jax.random.key(1))
+    x = toy_dataset.x_target[:50]
+    np.testing.assert_allclose(last.predict_proba(x), whole.predict_proba(x), atol=1e-6)
+    assert not np.allclose(early.predict_proba(x), last.predict_proba(x), atol=1e-3)
+    assert last.train_seconds >= early.train_seconds
+    with pytest.raises(ValueError, match="stages must increase to steps=40"):
+        next(training.train_in_stages(config, toy_dataset, None, (50, 40)))
