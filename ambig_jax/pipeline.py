@@ -1,7 +1,7 @@
-"""One data set end to end: encode images -> test whether two blocks of features explain the
-labels apart -> train heads -> test whether the target is
-shifted -> ask at most `budget` labels -> keep a head -> refine it on the target set (and the
-labeled rows, when the target is not shifted) -> estimate and decide.
+"""One data set end to end: encode images -> test whether the target is shifted -> test whether
+two blocks of features explain the labels apart -> train heads -> ask at most `budget` labels
+-> keep a head -> refine it on the target set (and the labeled rows, when the target is not
+shifted) -> estimate and decide.
 
 The oracle is the only side effect inside `solve`; writing files is left to the caller.
 """
@@ -66,14 +66,17 @@ def shift_key(seed: int) -> jax.Array:
     return jax.random.fold_in(run_keys(seed)[0], 2)
 
 
-def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
+def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
+                shifted: bool = True
                 ) -> tuple[training.TrainedEnsemble | pairwise.PairwiseHeads,
                            blocks_lib.BlockTest | None]:
     """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
     (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed; if
     they did not, the joint pair averaged over `config.pair_replicates` starts
     (`training.replicate_pair`) and, with more than two classes, the pairwise composites after
-    the ensemble's heads (`pairwise`)."""
+    the ensemble's heads (`pairwise`). Where the target is not `shifted` (the shift test), the
+    ERM anchor is kept whatever the labels say (`disambiguation.conclude`): the pair's further
+    starts and the composites could not be kept, and are not trained."""
     blocks = None
     if blocks_lib.applies(config, dataset):
         blocks = blocks_lib.test_blocks(config, dataset, blocks_key(key))
@@ -84,14 +87,14 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print
         f"{len(dataset.x_target)} target rows")
     ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks)
     pair = training.joint_pair(config)
-    if masks is None and pair is not None and config.pair_replicates > 1:
+    if masks is None and pair is not None and config.pair_replicates > 1 and shifted:
         ensemble = training.replicate_pair(ensemble, dataset, replicas_key(key),
                                            config.pair_replicates, pair,
                                            desc=f"[{dataset.name}] joint pair")
         log(f"[{dataset.name}] joint pair (heads {pair[0]} and {pair[1]}) trained from "
             f"{config.pair_replicates} starts and averaged; starts in the other order: "
             f"{sum(ensemble.swapped)} of {config.pair_replicates - 1}")
-    if masks is None and pairwise.applies(config, dataset):
+    if masks is None and pairwise.applies(config, dataset) and shifted:
         log(f"[{dataset.name}] training a router and {pairwise.PAIR_HEADS} heads for each pair "
             f"of {dataset.num_classes} classes ({config.steps} steps)")
         try:
@@ -119,14 +122,15 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     if encoder is not None:
         log(f"[{dataset.name}] encoded the images as {encoder.description}: "
             f"{dataset.input_shape[0]} features a row ({encode_seconds:.1f}s)")
-    ensemble, blocks = train_heads(config, dataset, train_key, log)
-    probs = ensemble.calibrated_proba(dataset.x_target)
-    log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
-        f"(+{ensemble.compile_seconds:.1f}s compile)")
     shift = None
     if config.shift_test:
         shift = shift_lib.detect_shift(config, dataset, shift_key(config.seed))
         log(f"[{dataset.name}] shift test: {shift.describe()} ({shift.seconds:.1f}s)")
+    ensemble, blocks = train_heads(config, dataset, train_key, log,
+                                   shifted=shift is None or shift.shifted)
+    probs = ensemble.calibrated_proba(dataset.x_target)
+    log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
+        f"(+{ensemble.compile_seconds:.1f}s compile)")
 
     known = oracle.resume_pending()  # labels from an earlier (crashed) run come first
     known = {row: int(dataset.to_index([label])[0]) for row, label in known.items()

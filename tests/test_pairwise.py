@@ -116,6 +116,15 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     assert (predicted == feature_b).mean(axis=1).max() > 0.8
 
 
+def test_where_the_target_is_not_shifted_no_starts_and_no_composites():
+    """Only the ERM anchor can be kept there (`disambiguation.conclude`)."""
+    dataset = as_dataset(three_class_set())
+    heads, blocks = pipeline.train_heads(SMOKE, dataset, pipeline.run_keys(0)[0],
+                                         log=lambda _: None, shifted=False)
+    assert blocks is None and not isinstance(heads, pairwise.PairwiseHeads)
+    assert not heads.replicas and heads.calibrated_proba(dataset.x_target).shape == (4, 600, 3)
+
+
 def test_where_blocks_pass_no_composites():
     dataset = as_dataset(three_class_set(rotate=False))
     config = PRESETS["smoke"]
