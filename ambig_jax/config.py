@@ -121,7 +121,8 @@ class Config:
     shift_test: before the labels, test whether the target is drawn like the labeled rows
       (`shift`); when it is, a plain ERM head kept is estimated from held-out labeled rows.
     shift_steps: training steps of the shift test's labeled-vs-target classifier. A shift in how
-      two features agree (888's halves) is subtle, and 400 steps miss it where 1500 see it.
+      two features agree (888's halves) is subtle, and 400 steps miss it where 1500 see it;
+      plain shifts are called at the first look, a quarter of the way (`shift.LOOKS`).
     rule: the label loop's decision rule (`Rule`).
     """
     strategy: str = "hybrid"
