@@ -31,7 +31,8 @@ def test_run_writes_every_figure_and_the_html(dataset_id, tmp_path):
         assert f'src="{name}.png"' in page
     report = json.loads((run_dir / "report.json").read_text())
     assert ("SUBMIT" if report["decision"]["submit"] else "ABSTAIN") in page
-    assert f"(z {report['shift']['z']:.1f})" in page  # the shift test's line
+    shift = report["shift"]
+    assert f"(z {shift['z']:.1f} at {shift['steps']} steps)" in page  # the shift test's line
     heads = np.load(run_dir / "heads.npz")
     assert heads["occlusion"].shape[:2] == heads["gradient"].shape[:2] == (3, 2)
     assert not list(run_dir.glob(".*"))  # no temporary file left behind
