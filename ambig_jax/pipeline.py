@@ -87,14 +87,17 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
         f"{len(dataset.x_target)} target rows")
     ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks)
     pair = training.joint_pair(config)
-    if masks is None and pair is not None and config.pair_replicates > 1 and shifted:
+    # the heads that see every input may mix the two features; where they can be kept (a
+    # shifted target), further starts and composites are trained against that
+    may_mix = masks is None and shifted
+    if may_mix and pair is not None and config.pair_replicates > 1:
         ensemble = training.replicate_pair(ensemble, dataset, replicas_key(key),
                                            config.pair_replicates, pair,
                                            desc=f"[{dataset.name}] joint pair")
         log(f"[{dataset.name}] joint pair (heads {pair[0]} and {pair[1]}) trained from "
             f"{config.pair_replicates} starts and averaged; starts in the other order: "
             f"{sum(ensemble.swapped)} of {config.pair_replicates - 1}")
-    if masks is None and pairwise.applies(config, dataset) and shifted:
+    if may_mix and pairwise.applies(config, dataset):
         log(f"[{dataset.name}] training a router and {pairwise.PAIR_HEADS} heads for each pair "
             f"of {dataset.num_classes} classes ({config.steps} steps)")
         try:

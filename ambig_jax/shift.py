@@ -10,12 +10,12 @@ The test: one ERM member learns to tell labeled rows (class 0) from target rows 
 half of each, and is scored on the other half, then the halves swap. Without a shift its
 balanced accuracy is 1/2 up to sampling noise; the target is called shifted above
 1/2 + `Rule.z_shifted` standard deviations of that noise. The members are scored twice: a
-quarter of the way through their `shift_steps` (`LOOKS`), where every shift but 888's is
-already plain (z 5.5-21.7 on seed 0, against 5.4-21.6 at the end), and, if it is not called
-shifted there, at the end. Two looks at most double the chance of calling an unshifted target
-shifted (one in 370 at z 3). The weakest shifts are those of a
-digit against a noise level (08) or against a second digit inside an embedding (23); the
-docs/method.md gives the z-scores measured on every set.
+quarter of the way through their `shift_steps` (`LOOKS`), where every shift but 888 seed 0's
+is already plain (z 5.5-23.6 on seeds 0-2; seed 0 gives 5.4-21.6 at the end), and, if it is not
+called shifted there, at the end. Two looks at most double the chance of calling an unshifted
+target shifted (one in 370 at z 3). The weakest shifts are those of a digit against a noise
+level (08) or against a second digit inside an embedding (23); the docs/method.md gives the
+z-scores measured on every set.
 
 Shapes: N_l labeled rows, N_t target rows.
 """
