@@ -171,6 +171,33 @@ def feature_held_out(found: BlockTest | None, config: Config) -> tuple[HeldOut, 
     return found.held_outs(config)
 
 
+def kept_block(masks: np.ndarray | None, predictions: np.ndarray, head: int,
+               num_classes: int) -> np.ndarray | None:
+    """[*S] the input mask of the block whose feature the kept `head` follows, or None (every
+    input). A head that sees one block follows that block's. Where the blocks passed, the two
+    explanations of the labels are the blocks' features, so a head that sees every input and
+    agrees with one block's head on the target at least as the test asks two explanations to
+    agree on the labeled rows (kappa above `AGREEING_KAPPA`) follows that block's feature too
+    (02: a chain head at 0.98 agreeing with a pair head on 97-99% of the target); one that
+    agrees with neither so (03: 0.71-0.74) is left as it is.
+
+    Args:
+      masks: [H, *S] the heads' input masks (`BlockTest.head_masks`), None without blocks.
+      predictions: [H, N] the heads' classes on the target rows.
+      head: the kept head.
+      num_classes: C.
+    """
+    if masks is None:
+        return None
+    if not masks[head].all():
+        return masks[head]
+    seeing = [h for h in range(len(masks)) if not masks[h].all()]
+    kappas = [cohen_kappa(predictions[head], predictions[h], num_classes) for h in seeing]
+    if not kappas or max(kappas) <= AGREEING_KAPPA:
+        return None
+    return masks[seeing[int(np.argmax(kappas))]]
+
+
 def applies(config: Config, dataset: Dataset) -> bool:
     """Whether the test runs: `config.feature_blocks` is on, the strategy has a joint pair and
     the input has 2 to `MOST_FEATURES` features."""

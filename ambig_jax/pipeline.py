@@ -164,13 +164,16 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     if config.refine:
         refine_key = jax.random.fold_in(train_key, 1)
         unshifted = shift is not None and not shift.shifted
-        mask = None if ensemble.masks is None else ensemble.masks[head]
-        mask = None if mask is None or mask.all() else mask  # a head that saw every input
+        mask = blocks_lib.kept_block(ensemble.masks, probs.argmax(-1), head,
+                                     dataset.num_classes)
+        # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
+        # for a student that sees one block (whose feature is then the label there)
+        with_labeled = unshifted or mask is not None
         refined = refinement_lib.refine(config, dataset, probs[head], dict(resolution.queries),
-                                        refine_key, with_labeled=unshifted, mask=mask)
+                                        refine_key, with_labeled=with_labeled, mask=mask)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
-            f"target rows{' and the labeled rows' if unshifted else ''} in "
+            f"target rows{' and the labeled rows' if with_labeled else ''} in "
             f"{refined.seconds:.1f}s: {refined.changed} predictions changed")
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
                       shift=0.0 if shift is None else shift.seconds,

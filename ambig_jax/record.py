@@ -62,6 +62,7 @@ class Timings:
 class RefinementSummary:
     taught_rows: int  # target rows the student learnt from
     changed_predictions: int  # rows where the student's class differs from the kept head's
+    labeled_rows: int = 0  # labeled rows it learnt too (an unshifted target, a block head)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +180,8 @@ def from_solution(solution, truth: np.ndarray | None, oracle: str) -> RunRecord:
         chosen_head=resolution.chosen_head, estimate=resolution.estimate,
         decision=resolution.decision, shift=solution.shift,
         refinement=None if refined is None else RefinementSummary(
-            taught_rows=int(refined.taught.sum()), changed_predictions=refined.changed),
+            taught_rows=int(refined.taught.sum()), changed_predictions=refined.changed,
+            labeled_rows=refined.labeled_rows),
         agreement=tuple(tuple(float(a) for a in row) for row in agreement),
         true_accuracy=true_accuracy, head_accuracies=head_accuracies,
         timings=solution.timings, versions=versions(), blocks=solution.blocks)

@@ -9,7 +9,10 @@ rows teach the kept feature and nothing else; the labeled rows, where the featur
 would teach both (adding them cost accuracy: docs/refinement.md). Where the shift test finds
 no shift, the labeled rows are drawn like the target and teach its labelling, rare rows
 included (13's backdoored rows, which the target holds too few of to teach): the student
-learns them as well.
+learns them as well. So it does where the kept head follows one block of inputs
+(`blocks.kept_block`): its student sees only that block, whose inputs are drawn alike on both
+sides, so on the labeled rows it can learn the block's feature alone, and if that feature is
+the label they are labeled rows of it (docs/refinement.md).
 """
 
 import dataclasses
@@ -30,6 +33,7 @@ class Refinement:
     predictions: np.ndarray  # [N] class indices
     taught: np.ndarray  # [N] bool: rows the student was trained on
     changed: int  # rows where the student's class differs from the head's
+    labeled_rows: int  # labeled rows it was also trained on (`with_labeled`), else 0
     seconds: float  # training and prediction, compile included
 
 
@@ -63,9 +67,10 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
       revealed: target row -> class index, labels from the oracle (they override the head).
       key: PRNG key of the student.
       with_labeled: also teach the labeled rows with their labels (for a target drawn like
-        them: the shift test found no shift).
-      mask: [*S] the kept head's input mask (`blocks`): the student sees what the head saw, so
-        that it cannot mix in the other block's feature. None: every input.
+        them, where the shift test found no shift, or a student that sees one block).
+      mask: [*S] the input mask of the block the kept head follows (`blocks.kept_block`): the
+        student sees that block alone, so that it cannot mix in the other block's feature.
+        None: every input.
     """
     start = time.perf_counter()
     labels = head_probs.argmax(-1).astype(np.int32)
@@ -82,4 +87,5 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,
                       changed=int(np.sum(predictions != head_probs.argmax(-1))),
+                      labeled_rows=len(dataset.y_labeled) if with_labeled else 0,
                       seconds=time.perf_counter() - start)

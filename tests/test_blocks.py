@@ -178,3 +178,20 @@ def test_the_test_is_recorded():
     np.testing.assert_array_equal(masks[2], [1, 0, 1])
     np.testing.assert_array_equal(masks[3], [0, 1, 0])
     assert test.head_masks(Config(strategy="divdis")) is None
+
+
+def test_the_kept_heads_block():
+    # heads 2 and 3 see one block each; heads 0 and 1 see every input
+    masks = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [0, 1, 0]], np.float32)
+    rng = np.random.default_rng(0)
+    first, second = rng.integers(0, 2, (2, 1000))  # the blocks' features: independent
+    twin = np.where(rng.random(1000) < 0.03, 1 - second, second)  # 97% like the second's
+    mixture = np.where(rng.random(1000) < 0.5, first, second)  # 75% like each
+    predictions = np.stack([twin, mixture, first, second])
+    np.testing.assert_array_equal(blocks.kept_block(masks, predictions, 2, 2), masks[2])
+    np.testing.assert_array_equal(blocks.kept_block(masks, predictions, 3, 2), masks[3])
+    # a head that sees everything follows the block whose head it agrees with as two
+    # explanations of the labels agree; a mixture of both blocks follows neither
+    np.testing.assert_array_equal(blocks.kept_block(masks, predictions, 0, 2), masks[3])
+    assert blocks.kept_block(masks, predictions, 1, 2) is None
+    assert blocks.kept_block(None, predictions, 2, 2) is None  # no blocks passed

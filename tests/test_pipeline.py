@@ -9,6 +9,7 @@ import pytest
 from ambig_jax import challenge
 from ambig_jax import oracle
 from ambig_jax import plots
+from ambig_jax import training
 from ambig_jax.config import PRESETS, Config
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
@@ -37,6 +38,9 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
         assert report["decision"]["reason"] and report["chosen_head"] == results[0].chosen_head
         assert json.loads((run_dir / "config.json").read_text())["num_heads"] == 4
         assert 400 <= report["refinement"]["taught_rows"] < 500
+        # a kept pair head saw one block; its student learns the labeled rows too
+        pair_kept = report["chosen_head"] in training.joint_pair(SMOKE)
+        assert report["refinement"]["labeled_rows"] == (500 if pair_kept else 0)
         # the toy's two coordinates are two blocks: the joint pair saw one each
         assert report["blocks"]["block"] in ([True, False], [False, True])
         assert report["timings"]["blocks"] > 0

@@ -68,6 +68,7 @@ def test_an_unshifted_target_teaches_the_labeled_rows_too(toy, monkeypatch):
         result = refinement.refine(Config(), ds, probs, {3: 0}, jax.random.key(0),
                                    with_labeled=with_labeled)
         x, y = taught[-1]
+        assert result.labeled_rows == (len(ds.y_labeled) if with_labeled else 0)
         rows = ds.x_target[result.taught]
         labels = np.where(np.arange(len(probs)) % 2 == 0, 1, 0)[result.taught]
         labels[np.flatnonzero(result.taught) == 3] = 0
