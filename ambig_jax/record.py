@@ -62,7 +62,7 @@ class Timings:
 class RefinementSummary:
     taught_rows: int  # target rows the student learnt from
     changed_predictions: int  # rows where the student's class differs from the kept head's
-    labeled_rows: int = 0  # labeled rows it learnt too (an unshifted target, a block head)
+    labeled_rows: int = 0  # labeled rows it learnt too (unshifted target; it sees one block)
 
 
 @dataclasses.dataclass(frozen=True)

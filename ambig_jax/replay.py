@@ -123,14 +123,16 @@ def with_block_test(run: SavedRun) -> tuple[SavedRun, blocks.BlockTest | None]:
 
 
 def held_out(run: SavedRun, config: Config) -> disambiguation.HeldOut | None:
-    """The shift test's stand-in under `config`'s threshold, from the run's saved test.
+    """The shift test's stand-in under `config`'s threshold, from the run's saved test (None
+    where the saved feature blocks passed: they show a shift, `blocks.shows_shift`).
 
     Raises:
       ValueError: when `config` calls the target unshifted but the run never trained the
         held-out member (its own threshold called it shifted).
     """
     found = run.record.shift
-    if found is None or not config.shift_test or found.z > config.rule.z_shifted:
+    if (found is None or not config.shift_test or found.z > config.rule.z_shifted
+            or blocks.shows_shift(run.record.blocks)):
         return None
     if found.held_out is None:
         raise ValueError(f"{run.run_dir}: rule.z_shifted={config.rule.z_shifted:g} calls the "

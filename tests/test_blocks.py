@@ -195,3 +195,11 @@ def test_the_kept_heads_block():
     np.testing.assert_array_equal(blocks.kept_block(masks, predictions, 0, 2), masks[3])
     assert blocks.kept_block(masks, predictions, 1, 2) is None
     assert blocks.kept_block(None, predictions, 2, 2) is None  # no blocks passed
+
+
+def test_blocks_that_pass_show_a_shift():
+    passed = blocks.BlockTest(block=np.array([True, False]), kappa=0.05, labeled_kappa=0.9,
+                              seconds=0.0)
+    assert blocks.shows_shift(passed)
+    assert not blocks.shows_shift(dataclasses.replace(passed, kappa=0.5))  # alike on the target
+    assert not blocks.shows_shift(None)

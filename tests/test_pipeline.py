@@ -9,8 +9,10 @@ import pytest
 from ambig_jax import challenge
 from ambig_jax import oracle
 from ambig_jax import plots
+from ambig_jax import shift as shift_lib
 from ambig_jax import training
 from ambig_jax.config import PRESETS, Config
+from ambig_jax.disambiguation import HeldOut
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import vehicle_animal
@@ -56,6 +58,23 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
                                    pictures=False, log=lambda *_: None)
         assert board.stats["reveal_requests"] == requests_before
         assert again[0].labels_used == 5
+
+
+def test_feature_blocks_overrule_a_shift_test_that_missed_the_shift(toy_dir, tmp_path,
+                                                                     monkeypatch):
+    # 888 on seed 35: the shift test said "not shifted" (z 2.3), the blocks passed, and the ERM
+    # anchor was kept whatever the labels said (0.705, where the labels' head had 0.862)
+    missed = shift_lib.ShiftTest(balanced_accuracy=0.51, z=1.0, shifted=False,
+                                 held_out=HeldOut(correct=250, rows=250, heads=(0,)), seconds=0.0)
+    monkeypatch.setattr(shift_lib, "detect_shift", lambda *_: missed)
+    lines = []
+    run = challenge.run_sets([0], SMOKE, toy_dir, tmp_path, "local", pictures=False,
+                             log=lines.append)[0]
+    assert run.blocks.independent and not run.shift.shifted
+    assert any("the feature blocks show a shift that the shift test missed" in line
+               for line in lines)
+    assert run.estimate.source.startswith("target labels")  # not the anchor's stand-in
+    assert run.head_accuracies[run.chosen_head] > 0.95  # the labels chose, not the anchor
 
 
 @pytest.mark.slow
