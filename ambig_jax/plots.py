@@ -15,6 +15,7 @@ import pathlib
 
 import numpy as np
 
+from ambig_jax import blocks
 from ambig_jax import outputs
 from ambig_jax.record import RunRecord
 
@@ -164,7 +165,9 @@ def _html(run: RunRecord, figures: dict[str, str]) -> str:
             ("no head the label's feature", f"{est.unidentified:.2f} (posterior probability "
              "that the data do not identify the label)"),
             ("feature blocks", "not tested" if run.blocks is None else run.blocks.describe()),
-            ("shift test", "not run" if run.shift is None else run.shift.describe()),
+            ("shift test", "not run" if run.shift is None else run.shift.describe() + (
+                "; the feature blocks show a shift, which overrules it"
+                if not run.shift.shifted and blocks.shows_shift(run.blocks) else "")),
             ("true accuracy", "unknown" if run.true_accuracy is None
              else f"{run.true_accuracy:.3f}"),
             ("timings (s)", ", ".join(f"{k} {v:.1f}" for k, v in

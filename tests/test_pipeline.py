@@ -68,11 +68,12 @@ def test_feature_blocks_overrule_a_shift_test_that_missed_the_shift(toy_dir, tmp
                                  held_out=HeldOut(correct=250, rows=250, heads=(0,)), seconds=0.0)
     monkeypatch.setattr(shift_lib, "detect_shift", lambda *_: missed)
     lines = []
-    run = challenge.run_sets([0], SMOKE, toy_dir, tmp_path, "local", pictures=False,
-                             log=lines.append)[0]
+    run = challenge.run_sets([0], SMOKE, toy_dir, tmp_path, "local", log=lines.append)[0]
     assert run.blocks.independent and not run.shift.shifted
     assert any("the feature blocks show a shift that the shift test missed" in line
                for line in lines)
+    page = (tmp_path / "00_toy_dataset" / "report.html").read_text()
+    assert "the feature blocks show a shift, which overrules it" in page
     assert run.estimate.source.startswith("target labels")  # not the anchor's stand-in
     assert run.head_accuracies[run.chosen_head] > 0.95  # the labels chose, not the anchor
 
