@@ -12,10 +12,10 @@ from ambig_jax import plots
 from ambig_jax import shift as shift_lib
 from ambig_jax import training
 from ambig_jax.config import PRESETS, Config
-from ambig_jax.disambiguation import HeldOut
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import vehicle_animal
+from ambig_jax.disambiguation import HeldOut
 from tests import servers
 from tests.conftest import generated
 from tests.records import fake_record
