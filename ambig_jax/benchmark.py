@@ -29,8 +29,14 @@ from ambig_jax.datasets.loader import Dataset
 from ambig_jax.record import RunRecord
 
 
+def sample(row: RunRecord) -> tuple[int, str]:
+    """(seed, embedding family) of the generated sets a run solved: one family's sets of a seed
+    are one sample of the challenge (`cache.embedding_of`)."""
+    return row.config.seed, cache.embedding_of(row.dataset.path)
+
+
 _KEYS = {"strategy": lambda r: r.config.strategy, "seed": lambda r: r.config.seed,
-         "dataset": lambda r: r.dataset.id}
+         "sample": sample, "dataset": lambda r: r.dataset.id}
 
 
 def _group(rows: list[RunRecord], *keys: str) -> dict[tuple, list[RunRecord]]:
@@ -61,25 +67,31 @@ def challenge_scores(rows: list[RunRecord]) -> dict[str, dict[int, float]]:
     return scores
 
 
+def _sample_name(seed: int, embedding: str) -> int | str:
+    """A sample's name: its seed, followed by `-<family>` for another family than tanh."""
+    return seed if embedding == "tanh" else f"{seed}-{embedding}"
+
+
 def tag(row: RunRecord) -> str:
-    """`<set id>/seed<seed>`, how a run is named in lists."""
-    return f"{row.dataset.id}/seed{row.config.seed}"
+    """`<set id>/seed<seed>` (`seed<seed>-<family>` for sets 23 and 456 of another embedding
+    family than tanh), how a run is named in lists."""
+    return f"{row.dataset.id}/seed{_sample_name(*sample(row))}"
 
 
 def calibration(rows: list[RunRecord]) -> dict:
     """How well the runs decided and estimated, over `rows` (runs of a benchmark, or replayed
-    runs): the challenge score summed over them; the points lost to decisions per seed and
-    their mean; the runs decided wrongly ('+' submitted below the set's default, '-' abstained
+    runs): the challenge score summed over them; the points lost to decisions per sample (a
+    seed, and an embedding family: `sample`) and their mean; the runs decided wrongly ('+' submitted below the set's default, '-' abstained
     above it); the estimate's mean absolute error on submitted runs; how often the estimate's
     interval (of mass `rule.interval`) covers the true accuracy, over all runs; and the runs
-    whose kept head is more than half a point below the best head. Runs are named
-    `<set>/seed<seed>`, after `<strategy>:` when `rows` mix strategies.
+    whose kept head is more than half a point below the best head. Runs are named as `tag`
+    does, after `<strategy>:` when `rows` mix strategies.
     """
     rows = scored(rows)
     mixed = len({r.config.strategy for r in rows}) > 1
     name = (lambda r: f"{r.config.strategy}:{tag(r)}") if mixed else tag
-    per_seed = {seed: float(sum(r.decision_loss for r in group))
-                for (seed,), group in sorted(_group(rows, "seed").items())}
+    per_seed = {_sample_name(*key): float(sum(r.decision_loss for r in group))
+                for (key,), group in sorted(_group(rows, "sample").items())}
     submitted = [r for r in rows if r.submitted]
     covered = [r.estimate.low <= r.true_accuracy <= r.estimate.high for r in rows]
     return {

@@ -54,6 +54,19 @@ def test_calibration_of_decisions_and_estimates():
     assert benchmark.calibration([kept_worse])["not_best_head"] == ["1/seed0"]
 
 
+def test_runs_of_one_seed_and_other_embedding_families_are_other_samples():
+    def of_family(row, folder):
+        return dataclasses.replace(row, dataset=dataclasses.replace(
+            row.dataset, path=f"/cache/generated/{folder}/public/{row.dataset.name}"))
+    rows = [of_family(ROWS[3], "seed1"), of_family(ROWS[3], "seed1-relu"),
+            of_family(ROWS[2], "seed1-conv")]
+    c = benchmark.calibration(rows)
+    assert c["wrong"] == ["6/seed1+", "6/seed1-relu+"]
+    assert c["decision_loss_per_seed"] == {1: pytest.approx(0.4), "1-relu": pytest.approx(0.4),
+                                           "1-conv": 0.0}
+    assert c["decision_loss_mean"] == pytest.approx(0.8 / 3)
+
+
 @pytest.mark.slow
 def test_tiny_benchmark_runs_the_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("AMBIG_JAX_CACHE", str(tmp_path / "cache"))

@@ -241,3 +241,7 @@ def test_embedding_family_changes_only_the_embedded_sets(gen):
         generator.generate(23, 0, embedding="sigmoid")
     assert cache.generated_dir(3).name == "seed3"
     assert cache.generated_dir(3, "conv").name == "seed3-conv"
+    for embedding in generator.EMBEDDINGS:  # the family is read back from the folder's name
+        assert cache.embedding_of(cache.generated_dir(3, embedding) / "public" / "x") == embedding
+    assert cache.embedding_of("data/public/23_mnist_embed") == "tanh"
+    assert cache.embedding_of(None) == "tanh"

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
@@ -20,6 +21,17 @@ def generated_dir(seed: int, embedding: str = "tanh") -> pathlib.Path:
     another embedding family than the default, `generator.EMBEDDINGS`)."""
     suffix = "" if embedding == "tanh" else f"-{embedding}"
     return root() / "generated" / f"seed{seed}{suffix}"
+
+
+def embedding_of(path: str | os.PathLike | None) -> str:
+    """The embedding family that a generated set's path names (`generated_dir`'s inverse): the
+    family of its `seed<S>-<family>` folder, else "tanh" (a `seed<S>` folder, or a folder not
+    generated here, whose sets have no family to tell)."""
+    for part in pathlib.PurePath(path).parts if path else ():
+        found = re.fullmatch(r"seed\d+-(\w+)", part)
+        if found and found.group(1) in generator.EMBEDDINGS:
+            return found.group(1)
+    return "tanh"
 
 
 def compiled_dir() -> pathlib.Path:
