@@ -81,23 +81,24 @@ def tag(row: RunRecord) -> str:
 def calibration(rows: list[RunRecord]) -> dict:
     """How well the runs decided and estimated, over `rows` (runs of a benchmark, or replayed
     runs): the challenge score summed over them; the points lost to decisions per sample (a
-    seed, and an embedding family: `sample`) and their mean; the runs decided wrongly ('+' submitted below the set's default, '-' abstained
-    above it); the estimate's mean absolute error on submitted runs; how often the estimate's
-    interval (of mass `rule.interval`) covers the true accuracy, over all runs; and the runs
-    whose kept head is more than half a point below the best head. Runs are named as `tag`
+    seed and an embedding family, `sample`; the key `decision_loss_per_seed`) and their mean;
+    the runs decided wrongly ('+' submitted below the set's default, '-' abstained above it);
+    the estimate's mean absolute error on submitted runs; how often the estimate's interval (of
+    mass `rule.interval`) covers the true accuracy, over all runs; and the runs whose kept head
+    is more than half a point below the best head. Runs are named as `tag`
     does, after `<strategy>:` when `rows` mix strategies.
     """
     rows = scored(rows)
     mixed = len({r.config.strategy for r in rows}) > 1
     name = (lambda r: f"{r.config.strategy}:{tag(r)}") if mixed else tag
-    per_seed = {_sample_name(*key): float(sum(r.decision_loss for r in group))
-                for (key,), group in sorted(_group(rows, "sample").items())}
+    per_sample = {_sample_name(*key): float(sum(r.decision_loss for r in group))
+                  for (key,), group in sorted(_group(rows, "sample").items())}
     submitted = [r for r in rows if r.submitted]
     covered = [r.estimate.low <= r.true_accuracy <= r.estimate.high for r in rows]
     return {
         "score": float(sum(r.dataset.points * r.score for r in rows)),
-        "decision_loss_per_seed": per_seed,
-        "decision_loss_mean": float(np.mean(list(per_seed.values()))),
+        "decision_loss_per_seed": per_sample,
+        "decision_loss_mean": float(np.mean(list(per_sample.values()))),
         "wrong": [name(r) + ("+" if r.submitted else "-") for r in rows
                   if r.submitted != (r.true_accuracy > r.dataset.default_score)],
         "estimate_mae": (float(np.mean([abs(r.estimate.accuracy - r.true_accuracy)
