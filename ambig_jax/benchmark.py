@@ -85,8 +85,8 @@ def calibration(rows: list[RunRecord]) -> dict:
     the runs decided wrongly ('+' submitted below the set's default, '-' abstained above it);
     the estimate's mean absolute error on submitted runs; how often the estimate's interval (of
     mass `rule.interval`) covers the true accuracy, over all runs; and the runs whose kept head
-    is more than half a point below the best head. Runs are named as `tag`
-    does, after `<strategy>:` when `rows` mix strategies.
+    is more than half a point below the best head. Runs are named as `tag` does, after
+    `<strategy>:` when `rows` mix strategies.
     """
     rows = scored(rows)
     mixed = len({r.config.strategy for r in rows}) > 1

@@ -133,10 +133,11 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
                                    shifted=shift is None or shift.shifted)
     probs = ensemble.calibrated_proba(dataset.x_target)
     # the ERM anchor's held-out stand-in, where the target is drawn like the labeled rows
-    held_out = None if shift is None or blocks_lib.shows_shift(blocks) else shift.held_out
-    if shift is not None and shift.held_out is not None and held_out is None:
+    held_out = None if shift is None else shift.held_out
+    if held_out is not None and blocks_lib.shows_shift(blocks):
         log(f"[{dataset.name}] the feature blocks show a shift that the shift test missed: the "
             "target is shifted")
+        held_out = None
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")
 
