@@ -19,7 +19,6 @@ from absl import flags
 
 from ambig_jax import benchmark
 from ambig_jax.config import STRATEGIES
-from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
 from experiments import config_flags
 
@@ -44,13 +43,14 @@ def main(argv):
         rows, extra = benchmark.read_tables(output_dir)
         print(benchmark.write_tables(output_dir, rows, extra))
         return
+    ids = config_flags.dataset_ids(_DATASET.value)
     if output_dir.exists() and any(output_dir.iterdir()):
         if not _OVERWRITE.value:
             raise app.UsageError(f"{output_dir} holds an earlier benchmark (its labels would be "
                                  "reused); pass --overwrite to delete it or pick another folder")
         shutil.rmtree(output_dir)
     base = config_flags.build()
-    rows = benchmark.run([int(s) for s in _SEEDS.value], cache.parse_ids(_DATASET.value),
+    rows = benchmark.run([int(s) for s in _SEEDS.value], ids,
                          _STRATEGIES.value, base, output_dir, _PICTURES.value,
                          log=lambda line: print(line, flush=True), embedding=_EMBEDDING.value)
     print(benchmark.write_tables(output_dir, rows, {

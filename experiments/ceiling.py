@@ -26,13 +26,14 @@ _EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
 
 def main(argv):
     del argv
+    ids = config_flags.dataset_ids(_DATASET.value)
     data_dir = cache.generated_dir(_SEED.value, _EMBEDDING.value)
     config = config_flags.build(f"seed={_SEED.value}")
     print(f"seed {_SEED.value}, backbone {config.backbone}, {config.steps} steps")
     print("| set | test rows | half of the target: rows, accuracy "
           "| + every unlabeled row: rows, accuracy |")
     print("|---|---|---|---|")
-    for dataset_id in cache.parse_ids(_DATASET.value):
+    for dataset_id in ids:
         cache.ensure_generated(data_dir, dataset_id, _SEED.value, _EMBEDDING.value)
         dataset = loader.load_dataset(data_dir, dataset_id)
         truth = {split: dataset.to_index(generator.load_hidden_split_labels(

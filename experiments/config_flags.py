@@ -45,3 +45,12 @@ def build(*defaults: str) -> config_lib.Config:
         return config_lib.get(_CONFIG.value, [*defaults, *_SET.value])
     except ValueError as e:
         raise app.UsageError(str(e)) from None
+
+
+def dataset_ids(spec: str, generated: bool = True) -> list[int]:
+    """The set ids that `--dataset` names (`cache.parse_ids`); one it cannot read, or a set that
+    cannot be generated where the entry point generates its sets, is a usage error."""
+    try:
+        return cache.parse_ids(spec, generated)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None

@@ -59,7 +59,7 @@ def main(argv):
     for embedding in _EMBEDDINGS.value:
         if embedding not in generator.EMBEDDINGS:
             raise app.UsageError(f"unknown embedding {embedding!r}; use {generator.EMBEDDINGS}")
-    ids, seeds = cache.parse_ids(_DATASET.value), [int(s) for s in _SEEDS.value]
+    ids, seeds = config_flags.dataset_ids(_DATASET.value), [int(s) for s in _SEEDS.value]
     base = config_flags.build()
     print(f"strategy {base.strategy}, {base.steps} steps")
     print("| family | set | seed | best head | ceiling | gap |")

@@ -7,16 +7,12 @@ Every other `Config` field comes from `--config` and `--set` (`experiments.confi
 e.g. `--set num_heads=8 --set pool=unlabeled+target`.
 """
 
-import time
-
 from absl import app
 from absl import flags
 import jax
-import numpy as np
 
 from ambig_jax import features
 from ambig_jax import pipeline
-from ambig_jax import training
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import generator
 from ambig_jax.datasets import loader
@@ -33,7 +29,7 @@ _EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
 def main(argv):
     del argv
     data_dir = _DATA_DIR.value or cache.generated_dir(_SEED.value, _EMBEDDING.value)
-    ids = cache.parse_ids(_DATASET.value)
+    ids = config_flags.dataset_ids(_DATASET.value)
     base = config_flags.build(f"seed={_SEED.value}")
     print(f"{'set':>4} {'strategy':8} {'best':>6}  heads' target accuracy            "
           f"{'compile':>7} {'train':>6}")

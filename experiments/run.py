@@ -14,7 +14,6 @@ from absl import logging
 import jax
 
 from ambig_jax import challenge
-from ambig_jax.datasets import cache
 from ambig_jax.datasets import loader
 from experiments import config_flags
 
@@ -39,7 +38,7 @@ def main(argv):
     if _DATASET.value == "all" and _DATA_DIR.value:
         ids = loader.available_ids(_DATA_DIR.value)
     else:
-        ids = cache.parse_ids(_DATASET.value)
+        ids = config_flags.dataset_ids(_DATASET.value, generated=_DATA_DIR.value is None)
     results = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value,
                                  _ORACLE.value, _ORACLE_URL.value, _FORCE.value,
                                  _PICTURES.value)

@@ -25,11 +25,12 @@ _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (
 
 def main(argv):
     del argv
+    ids = config_flags.dataset_ids(_DATASET.value)
     print("| seed | set | balanced accuracy | z | shifted | seconds |")
     print("|---|---|---|---|---|---|")
     for seed in map(int, _SEEDS.value):
         config = config_flags.build(f"seed={seed}")
-        for dataset_id in cache.parse_ids(_DATASET.value):
+        for dataset_id in ids:
             cache.ensure_generated(cache.generated_dir(seed), dataset_id, seed)
             dataset = loader.load_dataset(cache.generated_dir(seed), dataset_id)
             dataset, _ = features.encode(dataset, config)

@@ -31,6 +31,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 2, "Runs per point; the fastest is ke
 
 def main(argv):
     del argv
+    ids = config_flags.dataset_ids(_DATASET.value)
     data_dir = cache.generated_dir(0)
     heads = [int(h) for h in _HEADS.value]
     base = config_flags.build()
@@ -40,7 +41,7 @@ def main(argv):
           "| GFLOP per step | TFLOP per run | GFLOP/s "
           "| plain matmul of the first layer's shape: GFLOP/s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for dataset_id in cache.parse_ids(_DATASET.value):
+    for dataset_id in ids:
         cache.ensure_generated(data_dir, dataset_id, 0)
         raw = loader.load_dataset(data_dir, dataset_id)
         dataset, _ = features.encode(raw, base)  # heads on trunk features (colour images)

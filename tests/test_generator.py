@@ -162,6 +162,19 @@ def test_sets_without_offline_data_are_refused(dataset_id):
         generator.generate(dataset_id, 0)
 
 
+def test_dataset_flag_names_generatable_sets_or_is_refused_with_the_ones_that_are():
+    assert cache.parse_ids("all") == list(catalog.GENERATABLE_IDS)
+    assert cache.parse_ids("1, 23,") == [1, 23]
+    assert cache.parse_ids("999", generated=False) == [999]  # an original folder may hold it
+    with pytest.raises(ValueError, match="comma-separated ids, got 'abc'"):
+        cache.parse_ids("abc")
+    with pytest.raises(ValueError, match="names no set"):
+        cache.parse_ids(" , ")
+    with pytest.raises(ValueError, match=r"set 99, 999 cannot be generated offline \(these "
+                                         r"can: 0, 1, .*--data_dir\)"):
+        cache.parse_ids("23,99,999")
+
+
 def small_vehicle_animal(seed=0, sizes=(200, 400, 400)):
     return vehicle_animal.generate(np.random.default_rng(seed), sizes, mix_rate=0.5)
 

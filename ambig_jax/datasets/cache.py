@@ -50,11 +50,30 @@ def ensure_generated(data_dir, dataset_id: int, seed: int, embedding: str = "tan
         generator.save(generator.generate(dataset_id, seed, embedding=embedding), data_dir)
 
 
-def parse_ids(spec: str) -> list[int]:
-    """'all' -> every generatable id; '1,23' -> [1, 23]."""
+def parse_ids(spec: str, generated: bool = True) -> list[int]:
+    """'all' -> every generatable id; '1,23' -> [1, 23].
+
+    Args:
+      spec: the `--dataset` flag's value.
+      generated: the sets will be generated here (no folder of the original sets is given), so
+        every id must be one this project can generate.
+
+    Raises:
+      ValueError: naming the spec, when it is neither, names no set, or (`generated`) names a
+        set that cannot be generated offline.
+    """
     if spec == "all":
         return list(catalog.GENERATABLE_IDS)
     try:
-        return [int(s) for s in spec.split(",") if s.strip()]
+        ids = [int(s) for s in spec.split(",") if s.strip()]
     except ValueError:
         raise ValueError(f"dataset must be 'all' or comma-separated ids, got {spec!r}") from None
+    if not ids:
+        raise ValueError(f"dataset names no set: {spec!r}")
+    missing = [i for i in ids if i not in catalog.GENERATABLE_IDS]
+    if generated and missing:
+        raise ValueError(
+            f"dataset {spec!r}: set {', '.join(map(str, missing))} cannot be generated offline "
+            f"(these can: {', '.join(map(str, catalog.GENERATABLE_IDS))}); experiments.run "
+            "reads any set from a folder of the original sets (--data_dir)")
+    return ids
