@@ -22,7 +22,7 @@ from ambig_jax.config import STRATEGIES
 from ambig_jax.datasets import generator
 from experiments import config_flags
 
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Data and training seeds.")
+_SEEDS = config_flags.define_seeds(["0", "1", "2"], "Data and training seeds.")
 _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (generatable).")
 _STRATEGIES = flags.DEFINE_list("strategies", ["hybrid", "divdis", "dbat", "erm"],
                                 f"Strategies, among {STRATEGIES}.")

@@ -54,3 +54,19 @@ def dataset_ids(spec: str, generated: bool = True) -> list[int]:
         return cache.parse_ids(spec, generated)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
+
+
+def define_seeds(default: list[str], help_text: str) -> flags.FlagHolder:
+    """A `--seeds=0,1,2` flag; a seed that is not an integer is refused when flags are parsed."""
+    holder = flags.DEFINE_list("seeds", default, help_text)
+    flags.register_validator("seeds", lambda seeds: all(_is_integer(s) for s in seeds),
+                             message="--seeds takes comma-separated integers, e.g. --seeds=0,1,2")
+    return holder
+
+
+def _is_integer(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True

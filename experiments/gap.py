@@ -29,7 +29,7 @@ from ambig_jax.datasets import loader
 from experiments import config_flags
 
 _DATASET = flags.DEFINE_string("dataset", "23,456", "Set id, comma list, or 'all' (generatable).")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Data and training seeds.")
+_SEEDS = config_flags.define_seeds(["0", "1", "2"], "Data and training seeds.")
 _EMBEDDINGS = flags.DEFINE_list("embeddings", list(generator.EMBEDDINGS),
                                 "Embedding families of sets 23 and 456 (the other sets have one "
                                 "input: they are run under the first family only).")

@@ -8,12 +8,15 @@ label twice. Any `Config` field can be set: `--set seed=1 --set strategy=divdis`
 `--config=smoke` for a run of seconds (`experiments.config_flags`).
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 
 from ambig_jax import challenge
+from ambig_jax import oracle
 from ambig_jax.datasets import loader
 from experiments import config_flags
 
@@ -35,6 +38,12 @@ def main(argv):
     logging.info("devices: %s", jax.devices())
     config = config_flags.build()
     logging.info("config: %s", config)
+    if os.path.exists(_OUTPUT_DIR.value) and not os.path.isdir(_OUTPUT_DIR.value):
+        raise app.UsageError(f"--output_dir={_OUTPUT_DIR.value} is a file, not a folder")
+    try:
+        challenge.check_oracle_choice(_ORACLE.value, _ORACLE_URL.value)
+    except oracle.OracleError as e:
+        raise app.UsageError(str(e)) from None
     if _DATASET.value == "all" and _DATA_DIR.value:
         ids = loader.available_ids(_DATA_DIR.value)
     else:

@@ -19,7 +19,7 @@ from ambig_jax.datasets import cache
 from ambig_jax.datasets import loader
 from experiments import config_flags
 
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Data and training seeds.")
+_SEEDS = config_flags.define_seeds(["0"], "Data and training seeds.")
 _DATASET = flags.DEFINE_string("dataset", "all", "Set id, comma list, or 'all' (generatable sets).")
 
 

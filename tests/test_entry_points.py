@@ -34,3 +34,18 @@ def test_a_benchmark_with_an_unreadable_set_list_keeps_the_earlier_results(tmp_p
     assert "Traceback" not in result.stderr
     assert "comma-separated ids, got '1;2'" in result.stderr
     assert earlier.read_text() == "{}"
+
+
+def test_flags_a_run_cannot_use_are_refused_with_what_is_wrong(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    refused = {
+        ("experiments.gap", "--seeds=0,x"): "--seeds takes comma-separated integers",
+        ("experiments.run", "--dataset=0", "--oracle=http"): "--oracle=http needs --oracle_url",
+        ("experiments.run", "--dataset=0", f"--output_dir={a_file}"): "is a file, not a folder",
+    }
+    for args, message in refused.items():
+        result = run_entry_point(tmp_path, *args)
+        assert result.returncode == 1, args
+        assert message in result.stderr and "Traceback" not in result.stderr, args
+    assert not (tmp_path / "cache" / "generated").exists()
