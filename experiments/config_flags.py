@@ -6,7 +6,9 @@
 one field, typed from the dataclass (`Config.override`): `hidden=512,256`, `refine=false`,
 `rule.exact_prior=0`. Unknown fields and bad values stop the run with a message that lists the
 fields. `--noprogress` turns the progress bars off (they are never drawn into a log file);
-`--nocompilation_cache` keeps compiled programs from being stored between runs.
+`--nocompilation_cache` keeps compiled programs from being stored between runs. The flags that
+several entry points share are read here too: `--dataset` (`dataset_ids`) and `--seeds`
+(`define_seeds`), so that a bad value stops every one of them before any work, with a message.
 """
 
 from absl import app

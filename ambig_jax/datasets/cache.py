@@ -70,10 +70,10 @@ def parse_ids(spec: str, generated: bool = True) -> list[int]:
         raise ValueError(f"dataset must be 'all' or comma-separated ids, got {spec!r}") from None
     if not ids:
         raise ValueError(f"dataset names no set: {spec!r}")
-    missing = [i for i in ids if i not in catalog.GENERATABLE_IDS]
-    if generated and missing:
+    not_generatable = [i for i in ids if i not in catalog.GENERATABLE_IDS]
+    if generated and not_generatable:
         raise ValueError(
-            f"dataset {spec!r}: set {', '.join(map(str, missing))} cannot be generated offline "
-            f"(these can: {', '.join(map(str, catalog.GENERATABLE_IDS))}); experiments.run "
-            "reads any set from a folder of the original sets (--data_dir)")
+            f"dataset {spec!r}: set {', '.join(map(str, not_generatable))} cannot be generated "
+            f"offline (these can: {', '.join(map(str, catalog.GENERATABLE_IDS))}); "
+            "experiments.run reads any set from a folder of the original sets (--data_dir)")
     return ids
