@@ -104,6 +104,10 @@ class Config:
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
       classes under an ERM router are that pair (`pairwise`). With three classes the diversity
       term cannot tell the features from mixtures of them.
+    router_mixtures: the pairwise router also learns this many half-and-half mixtures of two
+      labeled rows of different classes per labeled row, each labeled once with either class
+      (`pairwise.mixtures`), so that it ranks both of a row's features' classes first where
+      they differ. 0: the labeled rows alone.
     pair_replicates: where the feature blocks did not pass, the hybrid's joint pair, and each
       pair of classes' binary pair (`pairwise`), is trained this many times from different
       starts, and its heads are the mean of the starts', matched by their agreement on the
@@ -132,6 +136,7 @@ class Config:
     local_patterns: int = 16
     feature_blocks: bool = True
     pairwise: bool = True
+    router_mixtures: int = 2
     pair_replicates: int = 3
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
@@ -165,6 +170,8 @@ class Config:
             raise ValueError(f"refine_drop must be in [0, 1), got {self.refine_drop}")
         if self.local_patterns < 0:
             raise ValueError(f"local_patterns must be >= 0, got {self.local_patterns}")
+        if self.router_mixtures < 0:
+            raise ValueError(f"router_mixtures must be >= 0, got {self.router_mixtures}")
         if self.pair_replicates < 1:
             raise ValueError(f"pair_replicates must be >= 1, got {self.pair_replicates}")
         if self.num_heads < 1:

@@ -68,6 +68,23 @@ def test_pairs_orientations_and_routes():
     np.testing.assert_array_equal(pairwise.route(probs, pairwise.class_pairs(3)), [0, 2, 1, 1])
 
 
+def test_mixtures_halve_two_rows_of_different_classes_and_label_each_half():
+    x = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [2.0, 2.0]], np.float32)
+    y = np.array([0, 1, 2, 0], np.int32)
+    mixed, labels = pairwise.mixtures(x, y, np.random.default_rng(0), 50)
+    assert mixed.shape == (100, 2) and mixed.dtype == np.float32 and labels.dtype == np.int32
+    # each mixture twice, once with each of its two classes, never two rows of one class
+    np.testing.assert_array_equal(mixed[:50], mixed[50:])
+    assert (labels[:50] != labels[50:]).all()
+    for row, a, b in zip(mixed[:50], labels[:50], labels[50:]):
+        assert any(np.allclose(row, (x[i] + x[j]) / 2)
+                   for i in np.flatnonzero(y == a) for j in np.flatnonzero(y == b))
+    assert set(map(tuple, np.sort(np.stack([labels[:50], labels[50:]], 1), 1))) == {
+        (0, 1), (0, 2), (1, 2)}
+    one_class, none = pairwise.mixtures(x, np.zeros(4, np.int32), np.random.default_rng(0), 5)
+    assert one_class.shape == (0, 2) and none.shape == (0,)
+
+
 def test_couple_by_hand():
     pairs = pairwise.class_pairs(3)
     # row 0: 0 beats 1 (0.9) and 2 (0.8), 1 vs 2 a coin: p ∝ (0.72, 0.05, 0.1)
