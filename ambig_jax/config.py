@@ -107,7 +107,9 @@ class Config:
     router_mixtures: the pairwise router also learns this many half-and-half mixtures of two
       labeled rows of different classes per labeled row, each labeled once with either class
       (`pairwise.mixtures`), so that it ranks both of a row's features' classes first where
-      they differ. 0: the labeled rows alone.
+      they differ. 0 (the default): the labeled rows alone. On 456, 2 routes more rows right and
+      lifts the best head, but the labels then keep a head under the best more often, and the
+      score falls (docs/head-search.md), so it stays off until the label loop can use it.
     pair_replicates: where the feature blocks did not pass, the hybrid's joint pair, and each
       pair of classes' binary pair (`pairwise`), is trained this many times from different
       starts, and its heads are the mean of the starts', matched by their agreement on the
@@ -136,7 +138,7 @@ class Config:
     local_patterns: int = 16
     feature_blocks: bool = True
     pairwise: bool = True
-    router_mixtures: int = 2
+    router_mixtures: int = 0
     pair_replicates: int = 3
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400

@@ -8,11 +8,11 @@ pairwise independent on the target, so mutual information cannot prefer the pure
 and on many seeds every head comes out mixed (docs/head-search.md).
 
 How. Restricted to the rows whose two features are a and b, the problem is binary again:
-  1. A router: an ERM ensemble on the labeled rows, where the features agree, and on
+  1. A router: an ERM ensemble on the labeled rows. Trained where the features agree, it
+     answers with both of them, so a row's two likeliest classes are its features' values on
+     most rows where they differ (456: 77%). With `Config.router_mixtures` it also learns
      half-and-half mixtures of two labeled rows of different classes, each labeled once with
-     either class (`mixtures`, `Config.router_mixtures`). A row's two likeliest classes are
-     then its features' values on most rows where they differ (456, tanh seeds 0-3: 80% of
-     them, against 77% for a router that saw no row between two classes; docs/head-search.md).
+     either class (`mixtures`): 80% on 456, but not yet a better score (docs/head-search.md).
   2. For each pair {a, b}: a binary set (the labeled rows of a and b, the unlabeled and target
      rows the router puts in {a, b}) and a joint DivDis pair trained on it: the two
      explanations of "a or b", as on a two-class set.

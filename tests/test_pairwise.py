@@ -133,6 +133,23 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     assert (predicted == feature_b).mean(axis=1).max() > 0.8
 
 
+def test_a_router_that_learns_mixtures_routes_the_rows_between_two_classes():
+    generated = three_class_set()
+    dataset = as_dataset(generated)
+    a = dataset.to_index(generated.y["target"])
+    b = dataset.to_index(generated.meta["target"]["spurious"])
+    pairs = pairwise.class_pairs(3)
+    off = a != b
+    truth = np.array([pairs.index((min(i, j), max(i, j))) for i, j in zip(a[off], b[off])])
+    key = pipeline.pairwise_key(pipeline.run_keys(0)[0])
+    heads = pairwise.train_pairs(SMOKE.replace(router_mixtures=2, pair_replicates=1), dataset,
+                                 key, plain=None)
+    routed = pairwise.route(heads.router.predict_proba(dataset.x_target).mean(0), pairs)
+    assert (routed[off] == truth).mean() > 0.9  # 0.86 with the labeled rows alone
+    # the pairs still learn on the labeled rows of their classes alone
+    assert heads.routed[:, 0].sum() == 1200
+
+
 def test_where_the_target_is_not_shifted_no_starts_and_no_composites():
     """Only the ERM anchor can be kept there (`disambiguation.conclude`)."""
     dataset = as_dataset(three_class_set())
