@@ -188,15 +188,17 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
       EmptyPair: no target row is routed to some pair (say, a target without one class).
     """
     pairs = class_pairs(dataset.num_classes)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(
-        jax.random.fold_in(key, 2 * len(pairs) + 1))))
-    x_mixed, y_mixed = mixtures(dataset.x_labeled, dataset.y_labeled, rng,
-                                config.router_mixtures * len(dataset.y_labeled))
-    with_mixtures = dataclasses.replace(
-        dataset, x_labeled=np.concatenate([dataset.x_labeled, x_mixed]),
-        y_labeled=np.concatenate([dataset.y_labeled, y_mixed]))
+    router_rows = dataset
+    if config.router_mixtures:
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(
+            jax.random.fold_in(key, 2 * len(pairs) + 1))))
+        x_mixed, y_mixed = mixtures(dataset.x_labeled, dataset.y_labeled, rng,
+                                    config.router_mixtures * len(dataset.y_labeled))
+        router_rows = dataclasses.replace(
+            dataset, x_labeled=np.concatenate([dataset.x_labeled, x_mixed]),
+            y_labeled=np.concatenate([dataset.y_labeled, y_mixed]))
     router = training.train(config.replace(strategy="erm", num_heads=ROUTER_MEMBERS),
-                            with_mixtures, jax.random.fold_in(key, len(pairs)),
+                            router_rows, jax.random.fold_in(key, len(pairs)),
                             desc=f"[{dataset.name}] pair router")
     to_pair = {split: route(router.predict_proba(x).mean(axis=0), pairs)
                for split, x in (("unlabeled", dataset.x_unlabeled), ("target", dataset.x_target))}
