@@ -242,7 +242,7 @@ def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
         kappas.append(cohen_kappa(predicted[0], predicted[1], dataset.num_classes))
     found = BlockTest(block=block, kappa=kappas[0], labeled_kappa=kappas[1], seconds=0.0)
     if found.independent:
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)))
+        rng = training.numpy_rng(key)
         half = rng.permutation(len(dataset.y_labeled)) % 2 == 0
         heads = block_heads(block, dataclasses.replace(dataset, x_labeled=dataset.x_labeled[half],
                                                        y_labeled=dataset.y_labeled[half]))

@@ -190,8 +190,7 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
     pairs = class_pairs(dataset.num_classes)
     router_rows = dataset
     if config.router_mixtures:
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(
-            jax.random.fold_in(key, 2 * len(pairs) + 1))))
+        rng = training.numpy_rng(jax.random.fold_in(key, 2 * len(pairs) + 1))
         x_mixed, y_mixed = mixtures(dataset.x_labeled, dataset.y_labeled, rng,
                                     config.router_mixtures * len(dataset.y_labeled))
         router_rows = dataclasses.replace(

@@ -43,7 +43,7 @@ class Solution:
 def run_keys(seed: int) -> tuple[jax.Array, np.random.Generator]:
     """The run's training key and the generator of its label loop's random rows."""
     train_key, query_key = jax.random.split(jax.random.key(seed))
-    return train_key, np.random.default_rng(np.asarray(jax.random.key_data(query_key)))
+    return train_key, training.numpy_rng(query_key)
 
 
 def blocks_key(train_key: jax.Array) -> jax.Array:

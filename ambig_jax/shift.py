@@ -66,7 +66,7 @@ def detect_shift(config: Config, dataset: Dataset, key: jax.Array) -> ShiftTest:
     """
     start = time.perf_counter()
     fold_key, *member_keys = jax.random.split(key, 4)
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(fold_key)))
+    rng = training.numpy_rng(fold_key)
     x_l, x_t = dataset.x_labeled, dataset.x_target
     fold_l, fold_t = rng.permutation(len(x_l)) % 2, rng.permutation(len(x_t)) % 2
     stages = training.stages_of(config.shift_steps, LOOKS)

@@ -47,6 +47,12 @@ class TrainData(typing.NamedTuple):
     masks: jax.Array | None = None  # [H, *S] each head's input mask (`blocks`); None: all inputs
 
 
+def numpy_rng(key: jax.Array) -> np.random.Generator:
+    """A numpy generator seeded by a jax PRNG key, for the draws made outside jit (folds,
+    halves, the label loop's rows, the router's mixtures)."""
+    return np.random.default_rng(np.asarray(jax.random.key_data(key)))
+
+
 def bucket_rows(rows: int) -> int:
     """The padded row count of an array of `rows` rows: the next power of two (at least 64),
     so the shift test's folds, the refinement's student and sets of similar sizes compile the
