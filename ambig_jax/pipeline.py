@@ -109,6 +109,37 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
     return ensemble, blocks
 
 
+def anchor_held_out(shift: shift_lib.ShiftTest | None, blocks: blocks_lib.BlockTest | None):
+    """The ERM anchor's held-out stand-in where the target is drawn like the labeled rows (the
+    shift test found no shift and the feature blocks show none), else None."""
+    if shift is None or blocks_lib.shows_shift(blocks):
+        return None
+    return shift.held_out
+
+
+def refine_head(config: Config, dataset: Dataset, masks: np.ndarray | None, probs: np.ndarray,
+                head: int, revealed: dict[int, int], train_key: jax.Array,
+                unshifted: bool) -> refinement_lib.Refinement:
+    """The refinement's student of head `head` (`refinement.refine`), as a run writes it.
+
+    Args:
+      config: the run's configuration.
+      dataset: the (encoded) data set.
+      masks: [H, *S] the heads' input masks (`blocks`), or None.
+      probs: [H, N, C] every head's calibrated probabilities on the target rows.
+      head: the kept head.
+      revealed: target row -> class index, the labels asked.
+      train_key: the heads' training key (the student's is folded from it).
+      unshifted: the target is drawn like the labeled rows (`anchor_held_out` is not None).
+    """
+    mask = blocks_lib.kept_block(masks, probs.argmax(-1), head, dataset.num_classes)
+    # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
+    # for a student that sees one block (whose feature is then the label there)
+    return refinement_lib.refine(config, dataset, probs[head], revealed,
+                                 jax.random.fold_in(train_key, 1),
+                                 with_labeled=unshifted or mask is not None, mask=mask)
+
+
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     """Trains the heads, spends the label budget where it teaches most, keeps the best head.
 
@@ -133,11 +164,10 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
                                    shifted=shift is None or shift.shifted)
     probs = ensemble.calibrated_proba(dataset.x_target)
     # the ERM anchor's held-out stand-in, where the target is drawn like the labeled rows
-    held_out = None if shift is None else shift.held_out
-    if held_out is not None and blocks_lib.shows_shift(blocks):
+    held_out = anchor_held_out(shift, blocks)
+    if held_out is None and shift is not None and shift.held_out is not None:
         log(f"[{dataset.name}] the feature blocks show a shift that the shift test missed: the "
             "target is shifted")
-        held_out = None
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
         f"(+{ensemble.compile_seconds:.1f}s compile)")
 
@@ -168,18 +198,11 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     head = resolution.chosen_head
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:
-        refine_key = jax.random.fold_in(train_key, 1)
-        unshifted = held_out is not None
-        mask = blocks_lib.kept_block(ensemble.masks, probs.argmax(-1), head,
-                                     dataset.num_classes)
-        # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
-        # for a student that sees one block (whose feature is then the label there)
-        with_labeled = unshifted or mask is not None
-        refined = refinement_lib.refine(config, dataset, probs[head], dict(resolution.queries),
-                                        refine_key, with_labeled=with_labeled, mask=mask)
+        refined = refine_head(config, dataset, ensemble.masks, probs, head,
+                              dict(resolution.queries), train_key, unshifted=held_out is not None)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
-            f"target rows{' and the labeled rows' if with_labeled else ''} in "
+            f"target rows{' and the labeled rows' if refined.labeled_rows else ''} in "
             f"{refined.seconds:.1f}s: {refined.changed} predictions changed")
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
                       shift=0.0 if shift is None else shift.seconds,

@@ -142,4 +142,12 @@ def test_supervised_ceilings_learn_the_given_truth_and_score_the_other_half():
     lied = benchmark.supervised_ceilings(config.replace(steps=600), ds, y_target,
                                          1 - y_unlabeled)
     assert lied["half_target"] >= 0.9 and lied["with_unlabeled"] < 0.8
+    assert told["both_halves"] is None
     assert benchmark.supervised_ceilings(config, ds, y_target)["with_unlabeled"] is None
+    # both halves: every one of the 200 target rows scored once, by the member of the other half
+    crossed = benchmark.supervised_ceilings(config, ds, y_target, seed=0, both_halves=True)
+    assert crossed["half_target"] == told["half_target"]  # the first member is the one split's
+    right = crossed["both_halves"] * 200
+    assert crossed["both_halves"] >= 0.9 and right == pytest.approx(round(right), abs=1e-6)
+    p = crossed["both_halves"]
+    assert crossed["both_halves_se"] == pytest.approx(np.sqrt(p * (1 - p) / 200))
