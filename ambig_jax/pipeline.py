@@ -165,7 +165,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     probs = ensemble.calibrated_proba(dataset.x_target)
     # the ERM anchor's held-out stand-in, where the target is drawn like the labeled rows
     held_out = anchor_held_out(shift, blocks)
-    if held_out is None and shift is not None and shift.held_out is not None:
+    if shift is not None and shift.held_out is not None and blocks_lib.shows_shift(blocks):
         log(f"[{dataset.name}] the feature blocks show a shift that the shift test missed: the "
             "target is shifted")
     log(f"[{dataset.name}] trained in {ensemble.train_seconds:.1f}s "
