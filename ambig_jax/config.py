@@ -15,6 +15,7 @@ STRATEGIES = ("hybrid", "divdis", "seqmi", "dbat", "erm")
 POOLS = ("target", "unlabeled+target")
 TRUNKS = ("auto", "none")
 SCHEDULES = ("cosine", "constant")
+COMPOSITES = ("students", "consistent", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,11 @@ class Config:
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
       classes under an ERM router are that pair (`pairwise`). With three classes the diversity
       term cannot tell the features from mixtures of them.
+    composites: which composites follow the usual heads. "students" (the default): the most
+      consistent composite and its complement (the two that read one feature each: the pair
+      heads that read one side agree across pairs, `pairwise.cross_reading`), each as a
+      student, a plain head trained on its confident target rows; "consistent": those two
+      composites themselves; "all": every composite (2^P), as before 2026-12-04.
     router_mixtures: the pairwise router also learns this many half-and-half mixtures of two
       labeled rows of different classes per labeled row, each labeled once with either class
       (`pairwise.mixtures`), so that it ranks both of a row's features' classes first where
@@ -138,6 +144,7 @@ class Config:
     local_patterns: int = 16
     feature_blocks: bool = True
     pairwise: bool = True
+    composites: str = "students"
     router_mixtures: int = 0
     pair_replicates: int = 3
     hidden: tuple[int, ...] = (256, 128)
@@ -164,6 +171,8 @@ class Config:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.trunk not in TRUNKS:
             raise ValueError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
+        if self.composites not in COMPOSITES:
+            raise ValueError(f"composites must be one of {COMPOSITES}, got {self.composites!r}")
         if self.pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, got {self.pool!r}")
         if self.schedule not in SCHEDULES:

@@ -22,13 +22,27 @@ How. Restricted to the rows whose two features are a and b, the problem is binar
      to another pair, so a row the router sent astray is not lost (reading each row from its
      routed pair alone scored lower).
 
-The composites join the usual heads rather than replace them: where the usual heads find a
-pure feature, they see every row and fit it better than a pair head that saw a third of them.
-The labels then choose among all of them as among any heads; one label on a row of pair {a, b}
-orients that pair's composites, so this applies when a label per pair fits in the budget
-(3 pairs for 3 classes; 6 for 4 would not fit in 5 labels), and only where the feature blocks
-(`blocks`) did not pass: heads that see one block each cannot mix the features. Two classes
-are left to the usual heads.
+  4. Which composites are pure, without a label (`cross_reading`): two pairs share a class
+     s ({a, b} and {a, c} share a). A head of {a, b} that reads the left digit says "a" on
+     the rows of {a, c} whose left digit is a, and guesses on those whose left digit is c (a
+     digit it never learned to place); one that reads the right digit does the reverse. So
+     on the rows routed to {a, c}, a head of {a, b} says "a" more often where a head of
+     {a, c} that reads its side says "a" than where it says "c". Summed over every two pairs,
+     this scores each composite; the two pure ones (one feature each) read one side in every
+     pair, and a mixture does not. On seeds 0-9 of 456, every family, the most consistent
+     composite and its complement were the two pure ones, well clear of the six mixtures
+     (docs/head-search.md).
+  5. `Config.composites`: "students" (the default) keeps those two and gives each a student,
+     one plain head trained on the composite's confident target rows (as the refinement
+     does), which sees every row where the pair heads saw a third; "consistent" keeps the two
+     composites themselves; "all", all 2^P.
+
+The kept heads join the usual heads rather than replace them: where the usual heads find a
+pure feature, they see every row and fit it as well. The labels then choose among all of them
+as among any heads; one label on a row of pair {a, b} orients that pair's composites, so this
+applies when a label per pair fits in the budget (3 pairs for 3 classes; 6 for 4 would not fit
+in 5 labels), and only where the feature blocks (`blocks`) did not pass: heads that see one
+block each cannot mix the features. Two classes are left to the usual heads.
 """
 
 import dataclasses
@@ -37,6 +51,7 @@ import itertools
 import jax
 import numpy as np
 
+from ambig_jax import refinement
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
@@ -114,12 +129,60 @@ def compose(pair_beats: np.ndarray, pairs, num_classes: int) -> np.ndarray:
                      for choice in orientations(len(pairs))])
 
 
+def cross_reading(pair_beats: np.ndarray, pairs, to_pair: np.ndarray) -> np.ndarray:
+    """[P, 2, P, 2]: R[p, i, q, j], how much pair p's head i reads the side that pair q's head
+    j reads (module docstring, step 4), for pairs that share one class s; 0 for the others.
+
+    On the rows routed to q, R is p's head i's mean p(s) where q's head j says s, minus its
+    mean where q's head j says q's other class (both weighted by q's head j's probabilities).
+    A head that reads q's head's side sees s on the first rows and a class it never placed on
+    the others; one that reads the other side, the reverse.
+
+    Args:
+      pair_beats: [P, 2, N] each pair head's p(a rather than b) (`PairwiseHeads.pair_beats`).
+      pairs: (a, b) of each pair.
+      to_pair: [N] the pair each row is routed to (`route`).
+    """
+    num_pairs = len(pairs)
+    reading = np.zeros((num_pairs, PAIR_HEADS, num_pairs, PAIR_HEADS))
+    for p, q in itertools.permutations(range(num_pairs), 2):
+        shared = set(pairs[p]) & set(pairs[q])
+        rows = to_pair == q
+        if len(shared) != 1 or not rows.any():
+            continue
+        s = shared.pop()
+        # p(s) of each head of p and of q on q's rows: [2, N_q]
+        says_s_p = pair_beats[p][:, rows] if s == pairs[p][0] else 1 - pair_beats[p][:, rows]
+        says_s_q = pair_beats[q][:, rows] if s == pairs[q][0] else 1 - pair_beats[q][:, rows]
+        for j, weight in enumerate(says_s_q):
+            where_s = says_s_p @ weight / max(weight.sum(), _FLOOR)
+            where_other = says_s_p @ (1 - weight) / max((1 - weight).sum(), _FLOOR)
+            reading[p, :, q, j] = where_s - where_other
+    return reading
+
+
+def consistency(reading: np.ndarray) -> np.ndarray:
+    """[2^P] each composite's consistency: the sum over every two of its pair heads of how
+    much each reads the other's side (`cross_reading`), in `orientations` order."""
+    num_pairs = reading.shape[0]
+    return np.array([sum(reading[p, choice[p], q, choice[q]]
+                         for p, q in itertools.permutations(range(num_pairs), 2))
+                     for choice in orientations(num_pairs)])
+
+
+def pure_composites(scores: np.ndarray) -> tuple[int, int]:
+    """The most consistent composite and its complement (every pair's other head): the two
+    that read one side each, when the pair heads read the two features (module docstring)."""
+    best = int(np.argmax(scores))
+    return best, len(scores) - 1 - best
+
+
 @dataclasses.dataclass
 class PairwiseHeads:
-    """The run's usual heads, then 2^P composite heads: the router and one binary joint pair per
-    pair of classes (duck-types `training.TrainedEnsemble` where the pipeline, the saliency
-    maps and the experiments read heads: `predict_proba`, `calibrated_proba`, `masks`, the
-    timings, `config`).
+    """The run's usual heads, then the kept composite heads (`Config.composites`): the router
+    and one binary joint pair per pair of classes (duck-types `training.TrainedEnsemble` where
+    the pipeline, the saliency maps and the experiments read heads: `predict_proba`,
+    `calibrated_proba`, `masks`, the timings, `config`).
 
     Attributes:
       config: the run's configuration.
@@ -128,6 +191,11 @@ class PairwiseHeads:
       router: the ERM ensemble that routes rows to pairs.
       members: one two-head ensemble per pair; class 0 is a, class 1 is b.
       routed: [P, 3] labeled, unlabeled and target rows each pair trained on.
+      scores: [2^P] each composite's consistency on the target rows (`consistency`).
+      kept: the composites that follow the usual heads, in `orientations` order.
+      students: one single-head plain ensemble per kept composite, which learned its confident
+        target rows and stands for it ("students"); empty where the composites stand for
+        themselves.
     """
     config: Config
     plain: training.TrainedEnsemble
@@ -135,6 +203,9 @@ class PairwiseHeads:
     router: training.TrainedEnsemble
     members: tuple[training.TrainedEnsemble, ...]
     routed: np.ndarray
+    scores: np.ndarray
+    kept: tuple[int, ...]
+    students: tuple[training.TrainedEnsemble, ...] = ()
     masks: None = None  # every head sees every input
 
     @property
@@ -143,15 +214,20 @@ class PairwiseHeads:
 
     @property
     def num_composites(self) -> int:
-        return PAIR_HEADS ** len(self.pairs)
+        """The heads after the usual ones."""
+        return len(self.kept)
+
+    @property
+    def _parts(self) -> tuple[training.TrainedEnsemble, ...]:
+        return (self.plain, self.router, *self.members, *self.students)
 
     @property
     def compile_seconds(self) -> float:
-        return sum(e.compile_seconds for e in (self.plain, self.router, *self.members))
+        return sum(e.compile_seconds for e in self._parts)
 
     @property
     def train_seconds(self) -> float:
-        return sum(e.train_seconds for e in (self.plain, self.router, *self.members))
+        return sum(e.train_seconds for e in self._parts)
 
     def pair_beats(self, x: np.ndarray) -> np.ndarray:
         """[P, PAIR_HEADS, N] each pair head's p(a rather than b) on raw inputs x [N, *S],
@@ -162,27 +238,38 @@ class PairwiseHeads:
         """Class probabilities [2^P, N, C] of every composite head on x [N, *S]."""
         return compose(self.pair_beats(x), self.pairs, self.num_classes)
 
+    def kept_heads(self, x: np.ndarray) -> np.ndarray:
+        """[K, N, C]: the kept composites' probabilities on x [N, *S], or their students'."""
+        if self.students:
+            return np.concatenate([student.predict_proba(x) for student in self.students])
+        return self.composites(x)[list(self.kept)]
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """[H + 2^P, N, C]: the usual heads' probabilities, then the composites'."""
-        return np.concatenate([self.plain.predict_proba(x), self.composites(x)])
+        """[H + K, N, C]: the usual heads' probabilities, then the kept composites'."""
+        return np.concatenate([self.plain.predict_proba(x), self.kept_heads(x)])
 
     def calibrated_proba(self, x: np.ndarray) -> np.ndarray:
-        """[H + 2^P, N, C]: the usual heads' calibrated probabilities, then the composites'."""
-        return np.concatenate([self.plain.calibrated_proba(x), self.composites(x)])
+        """[H + K, N, C]: the usual heads' calibrated probabilities, then the kept composites'."""
+        return np.concatenate([self.plain.calibrated_proba(x), self.kept_heads(x)])
 
     def describe(self) -> str:
-        return "; ".join(f"{a}|{b}: {t} target, {u} unlabeled, {lab} labeled rows"
-                         for (a, b), (lab, u, t) in zip(self.pairs, self.routed))
+        routed = "; ".join(f"{a}|{b}: {t} target, {u} unlabeled, {lab} labeled rows"
+                           for (a, b), (lab, u, t) in zip(self.pairs, self.routed))
+        order = np.argsort(-self.scores, kind="stable")
+        ranked = ", ".join(f"{''.join(map(str, orientations(len(self.pairs))[c]))} "
+                           f"{self.scores[c]:+.2f}" for c in order)
+        return f"{routed}; composites by consistency: {ranked}"
 
 
 def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
                 plain: training.TrainedEnsemble) -> PairwiseHeads:
     """Trains the router, then one joint DivDis pair per pair of classes on the rows routed
     to it (module docstring), each averaged over `config.pair_replicates` starts
-    (`training.replicate_pair`), and puts their composites after the `plain` heads; the keys
-    are `fold_in(key, p)` for pair p, `fold_in(key, P)` for the router,
-    `fold_in(key, P + 1 + p)` for pair p's further starts and `fold_in(key, 2 P + 1)` for the
-    router's mixtures.
+    (`training.replicate_pair`), scores the composites' consistency on the target rows, and
+    puts the kept ones (`Config.composites`) after the `plain` heads; the keys are
+    `fold_in(key, p)` for pair p, `fold_in(key, P)` for the router, `fold_in(key, P + 1 + p)`
+    for pair p's further starts, `fold_in(key, 2 P + 1)` for the router's mixtures and
+    `fold_in(key, 2 P + 2 + i)` for the i-th kept composite's student.
 
     Raises:
       EmptyPair: no target row is routed to some pair (say, a target without one class).
@@ -223,5 +310,22 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
             member, binary, jax.random.fold_in(key, len(pairs) + 1 + p), config.pair_replicates,
             (0, 1), desc=desc))
     routed = [[int(mask.sum()) for mask in masks] for masks in rows]
-    return PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
-                         members=tuple(members), routed=np.array(routed, np.int64))
+    heads = PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
+                          members=tuple(members), routed=np.array(routed, np.int64),
+                          scores=np.zeros(0), kept=())
+    beats = heads.pair_beats(dataset.x_target)
+    scores = consistency(cross_reading(beats, pairs, to_pair["target"]))
+    kept = (tuple(range(len(scores))) if config.composites == "all"
+            else pure_composites(scores))
+    heads = dataclasses.replace(heads, scores=scores, kept=kept)
+    if config.composites != "students":
+        return heads
+    composites = compose(beats, pairs, dataset.num_classes)
+    students = []
+    for i, c in enumerate(kept):
+        taught = refinement.confident_rows(composites[c], config.refine_drop)
+        students.append(training.train_member(
+            config, dataset, dataset.x_target[taught], composites[c][taught].argmax(-1),
+            jax.random.fold_in(key, 2 * len(pairs) + 2 + i),
+            desc=f"[{dataset.name}] student of composite {i + 1} of {len(kept)}"))
+    return dataclasses.replace(heads, students=tuple(students))

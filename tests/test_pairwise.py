@@ -1,5 +1,7 @@
 """Pairwise composites for more than two classes: routing, coupling, composing, training."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -109,6 +111,39 @@ def test_compose_takes_one_head_of_each_pair():
     np.testing.assert_allclose(composites[6], expected)
 
 
+def reading_heads(left: np.ndarray, right: np.ndarray, flipped: tuple[bool, ...]):
+    """Pair heads that read one digit exactly, p(a rather than b) of pair (a, b): 1 where their
+    digit is a, 0 where it is b, 0.5 where it is neither; pair p's heads read (left, right),
+    or (right, left) where `flipped[p]`."""
+    beats = []
+    for (a, b), flip in zip(pairwise.class_pairs(3), flipped):
+        reads = [np.where(d == a, 1.0, np.where(d == b, 0.0, 0.5)) for d in (left, right)]
+        beats.append(reads[::-1] if flip else reads)
+    return np.array(beats)
+
+
+def test_pair_heads_that_read_one_side_agree_across_pairs():
+    """Module docstring, step 4, by hand: every off-diagonal cell (l, r) of three digits once,
+    routed to its pair; pair (0, 2)'s heads in the other order, so the pure composites are
+    0b010 (every left head) and 0b101 (every right head)."""
+    left, right = np.array([(l, r) for l in range(3) for r in range(3) if l != r]).T
+    pairs = pairwise.class_pairs(3)
+    to_pair = np.array([pairs.index((min(l, r), max(l, r))) for l, r in zip(left, right)])
+    beats = reading_heads(left, right, (False, True, False))
+    reading = pairwise.cross_reading(beats, pairs, to_pair)
+    # pair (0, 1)'s left head on pair (0, 2)'s rows: where (0, 2)'s left head says 0 (row
+    # (0, 2)) it says 0 surely, where it says 2 (row (2, 0)) it guesses: 1 - 0.5
+    assert reading[0, 0, 1, 1] == 0.5 and reading[0, 0, 1, 0] == -0.5
+    assert reading[0, 1, 1, 0] == 0.5 and reading[0, 1, 1, 1] == -0.5
+    scores = pairwise.consistency(reading)
+    # pure: 6 ordered pairs of pairs at 0.5; one pair flipped: 2 at 0.5 and 4 at -0.5
+    np.testing.assert_allclose(scores, [-1, -1, 3, -1, -1, 3, -1, -1])
+    assert pairwise.pure_composites(scores) == (2, 5)
+    predicted = pairwise.compose(beats, pairs, 3).argmax(-1)
+    np.testing.assert_array_equal(predicted[2], left)
+    np.testing.assert_array_equal(predicted[5], right)
+
+
 def test_composites_follow_the_usual_heads_and_read_each_feature():
     generated = three_class_set()
     dataset = as_dataset(generated)
@@ -119,18 +154,34 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     assert len(heads.plain.replicas) == 1 and heads.plain.replicated == (2, 3)
     assert all(len(member.replicas) == 1 for member in heads.members)
     probs = heads.calibrated_proba(dataset.x_target)
-    assert probs.shape == (4 + 8, 600, 3)  # the smoke preset's 4 heads, then 8 composites
+    # the smoke preset's 4 heads, then the students of the 2 most consistent composites
+    assert probs.shape == (4 + 2, 600, 3) and len(heads.students) == 2
     np.testing.assert_allclose(probs[:4], heads.plain.calibrated_proba(dataset.x_target))
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # a labeled row trains the two pairs of its class; a target row, the pair it is routed to
     assert heads.routed[:, 0].sum() == 1200 and heads.routed[:, 2].sum() == 600
     assert (heads.routed[:, 2] > 50).all()
-    predicted = probs[4:].argmax(-1)
     feature_a = dataset.to_index(generated.y["target"])
     feature_b = dataset.to_index(generated.meta["target"]["spurious"])
-    # a mixture of the two is right on 2/3 of the rows; the smoke preset's heads are rough
-    assert (predicted == feature_a).mean(axis=1).max() > 0.8
-    assert (predicted == feature_b).mean(axis=1).max() > 0.8
+    composites = heads.composites(dataset.x_target).argmax(-1)
+    right_a = (composites == feature_a).mean(axis=1)
+    right_b = (composites == feature_b).mean(axis=1)
+    # the kept two are the best composite of each feature and each other's complement; a
+    # mixture of the two features is right on 2/3 of the rows, the smoke preset's heads rough
+    assert set(heads.kept) == {int(right_a.argmax()), int(right_b.argmax())}
+    assert sum(heads.kept) == 7 and max(right_a.max(), right_b.max()) > 0.85
+    students = probs[4:].argmax(-1)
+    assert max((students == feature_a).mean(axis=1)) > 0.85
+    assert max((students == feature_b).mean(axis=1)) > 0.85
+    # "consistent": the two composites themselves; "all": all eight, from the same pairs
+    consistent = pairwise.train_pairs(SMOKE.replace(composites="consistent"), dataset,
+                                      pipeline.pairwise_key(pipeline.run_keys(0)[0]),
+                                      heads.plain)
+    assert consistent.kept == heads.kept and not consistent.students
+    np.testing.assert_allclose(consistent.calibrated_proba(dataset.x_target)[4:],
+                               heads.composites(dataset.x_target)[list(heads.kept)])
+    every = dataclasses.replace(consistent, kept=tuple(range(8)))
+    assert every.calibrated_proba(dataset.x_target).shape == (4 + 8, 600, 3)
 
 
 def test_a_router_that_learns_mixtures_routes_the_rows_between_two_classes():
@@ -171,15 +222,15 @@ def test_where_blocks_pass_no_composites():
     assert (predicted == truth).mean(axis=1).max() > 0.95
 
 
-def test_end_to_end_with_occlusion_maps_of_the_composites(tmp_path):
+def test_end_to_end_with_occlusion_maps_of_the_kept_composites(tmp_path):
     generator.save(three_class_set(1), tmp_path)
     run = challenge.run_set(456, SMOKE, tmp_path, tmp_path / "out", log=lambda *_: None)
-    assert run.labels_used == 5 and len(run.head_accuracies) == 4 + 8
+    assert run.labels_used == 5 and len(run.head_accuracies) == 4 + 2
     assert max(run.head_accuracies[4:]) > 0.8
     run_dir = tmp_path / "out" / "456_mnist_embed"
     with np.load(run_dir / "heads.npz") as heads:
-        assert heads["head_probs"].shape == (12, 600, 3)
-        assert heads["occlusion"].shape == (12, 3, 8) and "gradient" not in heads
+        assert heads["head_probs"].shape == (6, 600, 3)
+        assert heads["occlusion"].shape == (6, 3, 8) and "gradient" not in heads
     assert (run_dir / "report.html").is_file()
 
 
