@@ -32,10 +32,13 @@ How. Restricted to the rows whose two features are a and b, the problem is binar
      pair, and a mixture does not. On seeds 0-9 of 456, every family, the most consistent
      composite and its complement were the two pure ones, well clear of the six mixtures
      (docs/head-search.md).
-  5. `Config.composites`: "students" (the default) keeps those two and gives each a student,
-     one plain head trained on the composite's confident target rows (as the refinement
-     does), which sees every row where the pair heads saw a third; "consistent" keeps the two
-     composites themselves; "all", all 2^P.
+  5. `Config.composites`: "consistent" (the default) keeps those two; "students" gives each a
+     student, one plain head trained on the composite's confident target rows (as the
+     refinement does), which sees every row where the pair heads saw a third; "all" keeps all
+     2^P. A student is the better head (1 point on 456), but a sure one: where it errs on a
+     row the labels ask, they drop it, where the composite, unsure on the rows its pairs were
+     not trained on, survives; and once the labels keep a composite, the refinement trains
+     its student anyway (docs/head-search.md).
 
 The kept heads join the usual heads rather than replace them: where the usual heads find a
 pure feature, they see every row and fit it as well. The labels then choose among all of them
