@@ -180,6 +180,13 @@ def pure_composites(scores: np.ndarray) -> tuple[int, int]:
     return best, len(scores) - 1 - best
 
 
+def pair_beats(members, x: np.ndarray) -> np.ndarray:
+    """[P, PAIR_HEADS, N] each pair head's p(a rather than b) on raw inputs x [N, *S], from
+    the pairs' two-head ensembles `members`, label smoothing's ceiling undone (the heads are
+    pushed by the diversity term)."""
+    return np.stack([member.calibrated_proba(x)[..., 0] for member in members])
+
+
 @dataclasses.dataclass
 class PairwiseHeads:
     """The run's usual heads, then the kept composite heads (`Config.composites`): the router
@@ -233,9 +240,9 @@ class PairwiseHeads:
         return sum(e.train_seconds for e in self._parts)
 
     def pair_beats(self, x: np.ndarray) -> np.ndarray:
-        """[P, PAIR_HEADS, N] each pair head's p(a rather than b) on raw inputs x [N, *S],
-        label smoothing's ceiling undone (the heads are pushed by the diversity term)."""
-        return np.stack([member.calibrated_proba(x)[..., 0] for member in self.members])
+        """[P, PAIR_HEADS, N] each pair head's p(a rather than b) on raw inputs x [N, *S]
+        (`pair_beats`)."""
+        return pair_beats(self.members, x)
 
     def composites(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities [2^P, N, C] of every composite head on x [N, *S]."""
@@ -313,22 +320,19 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
             member, binary, jax.random.fold_in(key, len(pairs) + 1 + p), config.pair_replicates,
             (0, 1), desc=desc))
     routed = [[int(mask.sum()) for mask in masks] for masks in rows]
-    heads = PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
-                          members=tuple(members), routed=np.array(routed, np.int64),
-                          scores=np.zeros(0), kept=())
-    beats = heads.pair_beats(dataset.x_target)
+    beats = pair_beats(members, dataset.x_target)
     scores = consistency(cross_reading(beats, pairs, to_pair["target"]))
     kept = (tuple(range(len(scores))) if config.composites == "all"
             else pure_composites(scores))
-    heads = dataclasses.replace(heads, scores=scores, kept=kept)
-    if config.composites != "students":
-        return heads
-    composites = compose(beats, pairs, dataset.num_classes)
     students = []
-    for i, c in enumerate(kept):
-        taught = refinement.confident_rows(composites[c], config.refine_drop)
-        students.append(training.train_member(
-            config, dataset, dataset.x_target[taught], composites[c][taught].argmax(-1),
-            jax.random.fold_in(key, 2 * len(pairs) + 2 + i),
-            desc=f"[{dataset.name}] student of composite {i + 1} of {len(kept)}"))
-    return dataclasses.replace(heads, students=tuple(students))
+    if config.composites == "students":
+        composites = compose(beats, pairs, dataset.num_classes)
+        for i, c in enumerate(kept):
+            taught = refinement.confident_rows(composites[c], config.refine_drop)
+            students.append(training.train_member(
+                config, dataset, dataset.x_target[taught], composites[c][taught].argmax(-1),
+                jax.random.fold_in(key, 2 * len(pairs) + 2 + i),
+                desc=f"[{dataset.name}] student of composite {i + 1} of {len(kept)}"))
+    return PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
+                         members=tuple(members), routed=np.array(routed, np.int64),
+                         scores=scores, kept=kept, students=tuple(students))
