@@ -154,10 +154,13 @@ def cross_reading(pair_beats: np.ndarray, pairs, to_pair: np.ndarray) -> np.ndar
         if len(shared) != 1 or not rows.any():
             continue
         s = shared.pop()
-        # p(s) of each head of p and of q on q's rows: [2, N_q]
-        says_s_p = pair_beats[p][:, rows] if s == pairs[p][0] else 1 - pair_beats[p][:, rows]
-        says_s_q = pair_beats[q][:, rows] if s == pairs[q][0] else 1 - pair_beats[q][:, rows]
-        for j, weight in enumerate(says_s_q):
+
+        def says_s(pair: int) -> np.ndarray:  # [2, N_q] p(s) of each head of `pair` on q's rows
+            beats = pair_beats[pair][:, rows]
+            return beats if s == pairs[pair][0] else 1 - beats
+
+        says_s_p = says_s(p)
+        for j, weight in enumerate(says_s(q)):
             where_s = says_s_p @ weight / max(weight.sum(), _FLOOR)
             where_other = says_s_p @ (1 - weight) / max((1 - weight).sum(), _FLOOR)
             reading[p, :, q, j] = where_s - where_other
@@ -226,6 +229,15 @@ class PairwiseHeads:
     def num_composites(self) -> int:
         """The heads after the usual ones."""
         return len(self.kept)
+
+    @property
+    def kept_description(self) -> str:
+        """What the heads after the usual ones are, for the run's log."""
+        if self.students:
+            return "the students of the most consistent composite and its complement"
+        if len(self.kept) == len(self.scores):
+            return "the composites"
+        return "the most consistent composite and its complement"
 
     @property
     def _parts(self) -> tuple[training.TrainedEnsemble, ...]:

@@ -102,12 +102,9 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
             f"of {dataset.num_classes} classes ({config.steps} steps)")
         try:
             ensemble = pairwise.train_pairs(config, dataset, pairwise_key(key), ensemble)
-            kept = {"students": "the students of the most consistent composite and its "
-                                "complement",
-                    "consistent": "the most consistent composite and its complement",
-                    "all": "the composites"}[config.composites]
             log(f"[{dataset.name}] pairs routed: {ensemble.describe()}; heads {config.num_heads}-"
-                f"{config.num_heads + ensemble.num_composites - 1} are {kept}")
+                f"{config.num_heads + ensemble.num_composites - 1} are "
+                f"{ensemble.kept_description}")
         except pairwise.EmptyPair as empty:
             log(f"[{dataset.name}] no composite heads: {empty}")
     return ensemble, blocks

@@ -24,7 +24,8 @@ def test_overrides_are_typed_from_the_fields():
     ("stepz=3", "no field 'stepz'.*steps"), ("rule.decide=1", "no field 'decide'"),
     ("steps=many", "not a valid int"), ("refine=maybe", "true or false"),
     ("strategy=magic", "strategy must be one of"), ("rule.interval=2", "rule.interval"),
-    ("rule=1", "one field of rule"), ("composites=some", "composites must be one of"), ("steps.x=1", "no sub-fields"), ("budget=6", "budget")])
+    ("rule=1", "one field of rule"), ("composites=some", "composites must be one of"),
+    ("steps.x=1", "no sub-fields"), ("budget=6", "budget")])
 def test_bad_overrides_name_the_assignment_and_the_problem(assignment, message):
     with pytest.raises(ValueError, match=message):
         Config().override([assignment])

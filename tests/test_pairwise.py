@@ -147,9 +147,11 @@ def test_pair_heads_that_read_one_side_agree_across_pairs():
 def test_composites_follow_the_usual_heads_and_read_each_feature():
     generated = three_class_set()
     dataset = as_dataset(generated)
+    lines = []
     heads, blocks = pipeline.train_heads(SMOKE, dataset, pipeline.run_keys(0)[0],
-                                         log=lambda _: None)
+                                         log=lines.append)
     assert isinstance(heads, pairwise.PairwiseHeads) and blocks is None
+    assert lines[-1].endswith("heads 4-5 are the most consistent composite and its complement")
     # the smoke preset's 2 starts: the usual joint pair's and every pair of classes'
     assert len(heads.plain.replicas) == 1 and heads.plain.replicated == (2, 3)
     assert all(len(member.replicas) == 1 for member in heads.members)
@@ -175,11 +177,13 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     students = pairwise.train_pairs(SMOKE.replace(composites="students"), dataset,
                                     pipeline.pairwise_key(pipeline.run_keys(0)[0]), heads.plain)
     assert students.kept == heads.kept and len(students.students) == 2
+    assert students.kept_description.startswith("the students of")
     learned = students.calibrated_proba(dataset.x_target)[4:].argmax(-1)
     assert (learned[0] == composites[heads.kept[0]]).mean() > 0.9
     assert (learned[1] == composites[heads.kept[1]]).mean() > 0.9
     every = dataclasses.replace(heads, kept=tuple(range(8)))
     assert every.calibrated_proba(dataset.x_target).shape == (4 + 8, 600, 3)
+    assert every.kept_description == "the composites"
 
 
 def test_a_router_that_learns_mixtures_routes_the_rows_between_two_classes():
