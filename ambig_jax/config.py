@@ -15,7 +15,7 @@ STRATEGIES = ("hybrid", "divdis", "seqmi", "dbat", "erm")
 POOLS = ("target", "unlabeled+target")
 TRUNKS = ("auto", "none")
 SCHEDULES = ("cosine", "constant")
-COMPOSITES = ("consistent", "students", "all")
+COMPOSITES = ("students", "consistent", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,12 +105,12 @@ class Config:
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
       classes under an ERM router are that pair (`pairwise`). With three classes the diversity
       term cannot tell the features from mixtures of them.
-    composites: which composites follow the usual heads. "consistent" (the default): the most
+    composites: which composites follow the usual heads. "students" (the default): the most
       consistent composite and its complement, the two that read one feature each (the pair
-      heads that read one side agree across pairs, `pairwise.cross_reading`); "students": each
-      of those two as a student, a plain head trained on its confident target rows (a better
-      head, but a confident one, which the labels drop more often: docs/head-search.md);
-      "all": every composite (2^P), as before 2026-12-04.
+      heads that read one side agree across pairs, `pairwise.cross_reading`), each replaced
+      by its student, a plain head trained on its confident target rows, with the
+      composite's doubt (`pairwise.with_teacher_doubt`); "consistent": those two composites
+      themselves; "all": every composite (2^P), as before 2026-12-04 (docs/head-search.md).
     router_mixtures: the pairwise router also learns this many half-and-half mixtures of two
       labeled rows of different classes per labeled row, each labeled once with either class
       (`pairwise.mixtures`), so that it ranks both of a row's features' classes first where
@@ -145,7 +145,7 @@ class Config:
     local_patterns: int = 16
     feature_blocks: bool = True
     pairwise: bool = True
-    composites: str = "consistent"
+    composites: str = "students"
     router_mixtures: int = 0
     pair_replicates: int = 3
     hidden: tuple[int, ...] = (256, 128)

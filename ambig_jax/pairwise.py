@@ -32,13 +32,14 @@ How. Restricted to the rows whose two features are a and b, the problem is binar
      pair, and a mixture does not. On seeds 0-9 of 456, every family, the most consistent
      composite and its complement were the two pure ones, well clear of the six mixtures
      (docs/head-search.md).
-  5. `Config.composites`: "consistent" (the default) keeps those two; "students" gives each a
-     student, one plain head trained on the composite's confident target rows (as the
-     refinement does), which sees every row where the pair heads saw a third; "all" keeps all
-     2^P. A student is the better head (1 point on 456), but a sure one: where it errs on a
-     row the labels ask, they drop it, where the composite, unsure on the rows its pairs were
-     not trained on, survives; and once the labels keep a composite, the refinement trains
-     its student anyway (docs/head-search.md).
+  5. Students (`Config.composites`, "students" by default): each of those two is replaced by
+     a plain head trained on its confident target rows (as the refinement does), which sees
+     every row where the pair heads saw a third: 1 point better on 456. A student learned
+     those rows as certain, so it carries its composite's doubt (`with_teacher_doubt`): its
+     classes, the composite's probabilities. With its own, sure ones, one label on a row
+     where it guessed dropped it, and the decisions suffered; with the composite's, the labels
+     went as for the composites on 56 of 60 runs (docs/head-search.md). "consistent" keeps
+     the two composites themselves, "all" all 2^P.
 
 The kept heads join the usual heads rather than replace them: where the usual heads find a
 pure feature, they see every row and fit it as well. The labels then choose among all of them
@@ -183,6 +184,19 @@ def pure_composites(scores: np.ndarray) -> tuple[int, int]:
     return best, len(scores) - 1 - best
 
 
+def with_teacher_doubt(teacher: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """[N, C]: a student's predicted `classes` [N] with its teacher's doubt: the teacher's
+    probabilities `teacher` [N, C], its largest swapped onto the student's class where the two
+    disagree. A student learned its teacher's confident rows as certain, so its own probability
+    says nothing of how likely it is right; the teacher's does."""
+    rows = np.arange(len(teacher))
+    taught = teacher.argmax(-1)
+    doubted = teacher.copy()
+    doubted[rows, classes] = teacher[rows, taught]
+    doubted[rows, taught] = teacher[rows, classes]
+    return doubted
+
+
 def pair_beats(members, x: np.ndarray) -> np.ndarray:
     """[P, PAIR_HEADS, N] each pair head's p(a rather than b) on raw inputs x [N, *S], from
     the pairs' two-head ensembles `members`, label smoothing's ceiling undone (the heads are
@@ -261,10 +275,13 @@ class PairwiseHeads:
         return compose(self.pair_beats(x), self.pairs, self.num_classes)
 
     def kept_heads(self, x: np.ndarray) -> np.ndarray:
-        """[K, N, C]: the kept composites' probabilities on x [N, *S], or their students'."""
+        """[K, N, C]: the kept composites' probabilities on x [N, *S], or their students'
+        predictions with the composites' doubt (`with_teacher_doubt`)."""
+        kept = self.composites(x)[list(self.kept)]
         if self.students:
-            return np.concatenate([student.predict_proba(x) for student in self.students])
-        return self.composites(x)[list(self.kept)]
+            return np.stack([with_teacher_doubt(teacher, student.predict_proba(x)[0].argmax(-1))
+                             for teacher, student in zip(kept, self.students)])
+        return kept
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """[H + K, N, C]: the usual heads' probabilities, then the kept composites'."""

@@ -144,6 +144,14 @@ def test_pair_heads_that_read_one_side_agree_across_pairs():
     np.testing.assert_array_equal(predicted[5], right)
 
 
+def test_a_student_keeps_its_teachers_doubt():
+    teacher = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
+    # the student agrees on row 0, picks the teacher's second class on row 1, its third on row 2
+    doubted = pairwise.with_teacher_doubt(teacher, np.array([0, 1, 0]))
+    np.testing.assert_allclose(doubted, [[0.7, 0.2, 0.1], [0.35, 0.4, 0.25], [0.8, 0.1, 0.1]])
+    np.testing.assert_array_equal(doubted.argmax(-1), [0, 1, 0])
+
+
 def test_composites_follow_the_usual_heads_and_read_each_feature():
     generated = three_class_set()
     dataset = as_dataset(generated)
@@ -151,39 +159,45 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     heads, blocks = pipeline.train_heads(SMOKE, dataset, pipeline.run_keys(0)[0],
                                          log=lines.append)
     assert isinstance(heads, pairwise.PairwiseHeads) and blocks is None
-    assert lines[-1].endswith("heads 4-5 are the most consistent composite and its complement")
+    assert lines[-1].endswith("heads 4-5 are the students of the most consistent composite and "
+                              "its complement")
     # the smoke preset's 2 starts: the usual joint pair's and every pair of classes'
     assert len(heads.plain.replicas) == 1 and heads.plain.replicated == (2, 3)
     assert all(len(member.replicas) == 1 for member in heads.members)
     probs = heads.calibrated_proba(dataset.x_target)
-    # the smoke preset's 4 heads, then the 2 most consistent composites
-    assert probs.shape == (4 + 2, 600, 3) and not heads.students
+    # the smoke preset's 4 heads, then the students of the 2 most consistent composites
+    assert probs.shape == (4 + 2, 600, 3) and len(heads.students) == 2
     np.testing.assert_allclose(probs[:4], heads.plain.calibrated_proba(dataset.x_target))
-    np.testing.assert_allclose(probs[4:], heads.composites(dataset.x_target)[list(heads.kept)])
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # a labeled row trains the two pairs of its class; a target row, the pair it is routed to
     assert heads.routed[:, 0].sum() == 1200 and heads.routed[:, 2].sum() == 600
     assert (heads.routed[:, 2] > 50).all()
     feature_a = dataset.to_index(generated.y["target"])
     feature_b = dataset.to_index(generated.meta["target"]["spurious"])
-    composites = heads.composites(dataset.x_target).argmax(-1)
-    right_a = (composites == feature_a).mean(axis=1)
-    right_b = (composites == feature_b).mean(axis=1)
+    every = heads.composites(dataset.x_target)
+    right_a = (every.argmax(-1) == feature_a).mean(axis=1)
+    right_b = (every.argmax(-1) == feature_b).mean(axis=1)
     # the kept two are the best composite of each feature and each other's complement; a
     # mixture of the two features is right on 2/3 of the rows, the smoke preset's heads rough
     assert set(heads.kept) == {int(right_a.argmax()), int(right_b.argmax())}
     assert sum(heads.kept) == 7 and min(right_a.max(), right_b.max()) > 0.85
-    # "students": a plain head in place of each kept composite; "all": all eight
-    students = pairwise.train_pairs(SMOKE.replace(composites="students"), dataset,
-                                    pipeline.pairwise_key(pipeline.run_keys(0)[0]), heads.plain)
-    assert students.kept == heads.kept and len(students.students) == 2
-    assert students.kept_description.startswith("the students of")
-    learned = students.calibrated_proba(dataset.x_target)[4:].argmax(-1)
-    assert (learned[0] == composites[heads.kept[0]]).mean() > 0.9
-    assert (learned[1] == composites[heads.kept[1]]).mean() > 0.9
-    every = dataclasses.replace(heads, kept=tuple(range(8)))
-    assert every.calibrated_proba(dataset.x_target).shape == (4 + 8, 600, 3)
-    assert every.kept_description == "the composites"
+    # each student follows its composite, with the composite's doubt row by row
+    taught = every[list(heads.kept)]
+    assert ((probs[4:].argmax(-1) == taught.argmax(-1)).mean(axis=1) > 0.9).all()
+    np.testing.assert_array_equal(
+        probs[4:].argmax(-1), np.stack([student.predict_proba(dataset.x_target)[0].argmax(-1)
+                                        for student in heads.students]))
+    np.testing.assert_allclose(probs[4:].max(-1), taught.max(-1))
+    # "consistent": the two composites themselves; "all": all eight
+    consistent = pairwise.train_pairs(SMOKE.replace(composites="consistent"), dataset,
+                                      pipeline.pairwise_key(pipeline.run_keys(0)[0]),
+                                      heads.plain)
+    assert consistent.kept == heads.kept and not consistent.students
+    assert consistent.kept_description == "the most consistent composite and its complement"
+    np.testing.assert_allclose(consistent.calibrated_proba(dataset.x_target)[4:], taught)
+    every_head = dataclasses.replace(consistent, kept=tuple(range(8)))
+    assert every_head.calibrated_proba(dataset.x_target).shape == (4 + 8, 600, 3)
+    assert every_head.kept_description == "the composites"
 
 
 def test_a_router_that_learns_mixtures_routes_the_rows_between_two_classes():
