@@ -221,8 +221,8 @@ class PairwiseHeads:
       scores: [2^P] each composite's consistency on the target rows (`consistency`).
       kept: the composites that follow the usual heads, in `orientations` order.
       students: one single-head plain ensemble per kept composite, which learned its confident
-        target rows and stands for it ("students"); empty where the composites stand for
-        themselves.
+        target rows and stands for it with its doubt ("students", `with_teacher_doubt`); empty
+        where the composites stand for themselves.
     """
     config: Config
     plain: training.TrainedEnsemble
@@ -284,11 +284,11 @@ class PairwiseHeads:
         return kept
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """[H + K, N, C]: the usual heads' probabilities, then the kept composites'."""
+        """[H + K, N, C]: the usual heads' probabilities, then the kept heads' (`kept_heads`)."""
         return np.concatenate([self.plain.predict_proba(x), self.kept_heads(x)])
 
     def calibrated_proba(self, x: np.ndarray) -> np.ndarray:
-        """[H + K, N, C]: the usual heads' calibrated probabilities, then the kept composites'."""
+        """[H + K, N, C]: the usual heads' calibrated probabilities, then the kept heads'."""
         return np.concatenate([self.plain.calibrated_proba(x), self.kept_heads(x)])
 
     def describe(self) -> str:
