@@ -357,11 +357,9 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
     if config.composites == "students":
         composites = compose(beats, pairs, dataset.num_classes)
         for i, c in enumerate(kept):
-            taught = refinement.confident_rows(composites[c], config.refine_drop)
-            students.append(training.train_member(
-                config, dataset, dataset.x_target[taught], composites[c][taught].argmax(-1),
-                jax.random.fold_in(key, 2 * len(pairs) + 2 + i),
-                desc=f"[{dataset.name}] student of composite {i + 1} of {len(kept)}"))
+            students.append(refinement.train_student(
+                config, dataset, composites[c], jax.random.fold_in(key, 2 * len(pairs) + 2 + i),
+                desc=f"student of composite {i + 1} of {len(kept)}")[0])
     return PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
                          members=tuple(members), routed=np.array(routed, np.int64),
                          scores=scores, kept=kept, students=tuple(students))

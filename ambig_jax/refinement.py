@@ -54,11 +54,38 @@ def confident_rows(probs: np.ndarray, drop: float) -> np.ndarray:
     return keep
 
 
+def train_student(config: Config, dataset: Dataset, head_probs: np.ndarray, key: jax.Array,
+                  revealed: dict[int, int] | None = None, with_labeled: bool = False,
+                  mask: np.ndarray | None = None, desc: str = "refinement"
+                  ) -> tuple[training.TrainedEnsemble, np.ndarray]:
+    """One plain (ERM) student of a head: trained, with the run's backbone and schedule, on the
+    head's confident target rows (`confident_rows`) and the `revealed` labels, which override
+    the head (the refinement's, and 456's pure composites' students in `pairwise`).
+
+    Args: as `refine`'s; `desc` names the training in the progress bar.
+
+    Returns:
+      (the student, [N] bool the target rows it learned).
+    """
+    labels = head_probs.argmax(-1).astype(np.int32)
+    taught = confident_rows(head_probs, config.refine_drop)
+    for row, label in (revealed or {}).items():
+        labels[row], taught[row] = label, True
+    x, y = dataset.x_target[taught], labels[taught]
+    if with_labeled:
+        x, y = np.concatenate([dataset.x_labeled, x]), np.concatenate([dataset.y_labeled, y])
+    student = training.train_member(config, dataset, x, y, key,
+                                    desc=f"[{dataset.name}] {desc}",
+                                    masks=None if mask is None else mask[None])
+    return student, taught
+
+
 def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: dict[int, int],
            key: jax.Array, with_labeled: bool = False,
            mask: np.ndarray | None = None) -> Refinement:
     """Trains one plain (ERM) student on the head's confident target rows and the revealed
-    labels, with the run's backbone and schedule, and predicts the whole target set.
+    labels, with the run's backbone and schedule (`train_student`), and predicts the whole
+    target set.
 
     Args:
       config: the run's configuration (steps, backbone, refine_drop, ...).
@@ -73,16 +100,8 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
         None: every input.
     """
     start = time.perf_counter()
-    labels = head_probs.argmax(-1).astype(np.int32)
-    taught = confident_rows(head_probs, config.refine_drop)
-    for row, label in revealed.items():
-        labels[row], taught[row] = label, True
-    x, y = dataset.x_target[taught], labels[taught]
-    if with_labeled:
-        x, y = np.concatenate([dataset.x_labeled, x]), np.concatenate([dataset.y_labeled, y])
-    student = training.train_member(config, dataset, x, y, key,
-                                    desc=f"[{dataset.name}] refinement",
-                                    masks=None if mask is None else mask[None])
+    student, taught = train_student(config, dataset, head_probs, key, revealed, with_labeled,
+                                    mask)
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,
