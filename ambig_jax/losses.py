@@ -24,15 +24,21 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float = 0.0) 
 
     Args:
       logits: [H, B, C].
-      labels: [B] int class indices, shared by all heads.
+      labels: [B] int class indices, shared by all heads; or [H, B], each head's own, where a
+        negative index marks a row that head does not learn (students of several teachers).
       smoothing: eps; the target is (1 - eps) one_hot + eps / C.
 
     Returns:
-      [H] mean over the batch of -sum_c target_c log softmax(logits)_c.
+      [H] mean over the batch (over the rows it learns) of
+      -sum_c target_c log softmax(logits)_c; 0 for a head that learns no row of the batch.
     """
     num_classes = logits.shape[-1]
     targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
-    return -(targets[None] * jax.nn.log_softmax(logits, axis=-1)).sum(-1).mean(axis=-1)
+    if labels.ndim == 1:
+        return -(targets[None] * jax.nn.log_softmax(logits, axis=-1)).sum(-1).mean(axis=-1)
+    per_row = -(targets * jax.nn.log_softmax(logits, axis=-1)).sum(-1)  # [H, B]
+    learned = labels >= 0
+    return jnp.where(learned, per_row, 0.0).sum(-1) / jnp.maximum(learned.sum(-1), 1)
 
 
 def pairwise_joint(probs_a: jax.Array, probs_b: jax.Array) -> jax.Array:

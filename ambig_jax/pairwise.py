@@ -220,9 +220,10 @@ class PairwiseHeads:
       routed: [P, 3] labeled, unlabeled and target rows each pair trained on.
       scores: [2^P] each composite's consistency on the target rows (`consistency`).
       kept: the composites that follow the usual heads, in `orientations` order.
-      students: one single-head plain ensemble per kept composite, which learned its confident
-        target rows and stands for it with its doubt ("students", `with_teacher_doubt`); empty
-        where the composites stand for themselves.
+      students: the kept composites' students, one head each, trained together
+        (`refinement.train_students`): head k learned composite k's confident target rows and
+        stands for it with its doubt ("students", `with_teacher_doubt`); None where the
+        composites stand for themselves.
     """
     config: Config
     plain: training.TrainedEnsemble
@@ -232,7 +233,7 @@ class PairwiseHeads:
     routed: np.ndarray
     scores: np.ndarray
     kept: tuple[int, ...]
-    students: tuple[training.TrainedEnsemble, ...] = ()
+    students: training.TrainedEnsemble | None = None
     masks: None = None  # every head sees every input
 
     @property
@@ -247,7 +248,7 @@ class PairwiseHeads:
     @property
     def kept_description(self) -> str:
         """What the heads after the usual ones are, for the run's log."""
-        if self.students:
+        if self.students is not None:
             return "the students of the most consistent composite and its complement"
         if len(self.kept) == len(self.scores):
             return "the composites"
@@ -255,7 +256,8 @@ class PairwiseHeads:
 
     @property
     def _parts(self) -> tuple[training.TrainedEnsemble, ...]:
-        return (self.plain, self.router, *self.members, *self.students)
+        students = () if self.students is None else (self.students,)
+        return (self.plain, self.router, *self.members, *students)
 
     @property
     def compile_seconds(self) -> float:
@@ -278,10 +280,18 @@ class PairwiseHeads:
         """[K, N, C]: the kept composites' probabilities on x [N, *S], or their students'
         predictions with the composites' doubt (`with_teacher_doubt`)."""
         kept = self.composites(x)[list(self.kept)]
-        if self.students:
-            return np.stack([with_teacher_doubt(teacher, student.predict_proba(x)[0].argmax(-1))
-                             for teacher, student in zip(kept, self.students)])
+        if self.students is not None:
+            classes = self.students.predict_proba(x).argmax(-1)
+            return np.stack([with_teacher_doubt(teacher, c) for teacher, c in zip(kept, classes)])
         return kept
+
+    def complement(self, head: int) -> int | None:
+        """The other kept student where head `head` is one of the two: the head that reads the
+        other feature, with which its refinement learns (`refinement.refine`); else None."""
+        first = self.plain.config.num_heads
+        if self.students is None or not first <= head < first + 2:
+            return None
+        return 2 * first + 1 - head
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """[H + K, N, C]: the usual heads' probabilities, then the kept heads' (`kept_heads`)."""
@@ -308,7 +318,7 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
     puts the kept ones (`Config.composites`) after the `plain` heads; the keys are
     `fold_in(key, p)` for pair p, `fold_in(key, P)` for the router, `fold_in(key, P + 1 + p)`
     for pair p's further starts, `fold_in(key, 2 P + 1)` for the router's mixtures and
-    `fold_in(key, 2 P + 2 + i)` for the i-th kept composite's student.
+    `fold_in(key, 2 P + 2)` for the kept composites' students.
 
     Raises:
       EmptyPair: no target row is routed to some pair (say, a target without one class).
@@ -353,13 +363,12 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
     scores = consistency(cross_reading(beats, pairs, to_pair["target"]))
     kept = (tuple(range(len(scores))) if config.composites == "all"
             else pure_composites(scores))
-    students = []
+    students = None
     if config.composites == "students":
-        composites = compose(beats, pairs, dataset.num_classes)
-        for i, c in enumerate(kept):
-            students.append(refinement.train_student(
-                config, dataset, composites[c], jax.random.fold_in(key, 2 * len(pairs) + 2 + i),
-                desc=f"student of composite {i + 1} of {len(kept)}")[0])
+        composites = compose(beats, pairs, dataset.num_classes)[list(kept)]
+        students, _ = refinement.train_students(config, dataset, composites,
+                                                jax.random.fold_in(key, 2 * len(pairs) + 2),
+                                                desc="students of the kept composites")
     return PairwiseHeads(config=config, plain=plain, pairs=pairs, router=router,
                          members=tuple(members), routed=np.array(routed, np.int64),
-                         scores=scores, kept=kept, students=tuple(students))
+                         scores=scores, kept=kept, students=students)

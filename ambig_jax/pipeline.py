@@ -118,7 +118,8 @@ def anchor_held_out(shift: shift_lib.ShiftTest | None, blocks: blocks_lib.BlockT
     return shift.held_out
 
 
-def refine_head(config: Config, dataset: Dataset, masks: np.ndarray | None, probs: np.ndarray,
+def refine_head(config: Config, dataset: Dataset,
+                ensemble: training.TrainedEnsemble | pairwise.PairwiseHeads, probs: np.ndarray,
                 head: int, revealed: dict[int, int], train_key: jax.Array,
                 unshifted: bool) -> refinement_lib.Refinement:
     """The refinement's student of head `head` (`refinement.refine`), as a run writes it.
@@ -126,19 +127,23 @@ def refine_head(config: Config, dataset: Dataset, masks: np.ndarray | None, prob
     Args:
       config: the run's configuration.
       dataset: the (encoded) data set.
-      masks: [H, *S] the heads' input masks (`blocks`), or None.
+      ensemble: the heads (their input masks, `blocks`; a kept student's complement,
+        `pairwise`).
       probs: [H, N, C] every head's calibrated probabilities on the target rows.
       head: the kept head.
       revealed: target row -> class index, the labels asked.
       train_key: the heads' training key (the student's is folded from it).
       unshifted: the target is drawn like the labeled rows (`anchor_held_out` is not None).
     """
-    mask = blocks_lib.kept_block(masks, probs.argmax(-1), head, dataset.num_classes)
+    mask = blocks_lib.kept_block(ensemble.masks, probs.argmax(-1), head, dataset.num_classes)
+    complement = (ensemble.complement(head) if isinstance(ensemble, pairwise.PairwiseHeads)
+                  else None)
     # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
     # for a student that sees one block (whose feature is then the label there)
     return refinement_lib.refine(config, dataset, probs[head], revealed,
                                  jax.random.fold_in(train_key, 1),
-                                 with_labeled=unshifted or mask is not None, mask=mask)
+                                 with_labeled=unshifted or mask is not None, mask=mask,
+                                 complement=None if complement is None else probs[complement])
 
 
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
@@ -199,7 +204,7 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
     head = resolution.chosen_head
     predicted, refined = probs[head].argmax(-1), None
     if config.refine:
-        refined = refine_head(config, dataset, ensemble.masks, probs, head,
+        refined = refine_head(config, dataset, ensemble, probs, head,
                               dict(resolution.queries), train_key, unshifted=held_out is not None)
         predicted = refined.predictions
         log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "

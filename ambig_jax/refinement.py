@@ -54,23 +54,31 @@ def confident_rows(probs: np.ndarray, drop: float) -> np.ndarray:
     return keep
 
 
+def taught_rows(head_probs: np.ndarray, drop: float, revealed: dict[int, int] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """What a student of a head learns on the target: ([N] its labels, [N] bool the rows it
+    learns), the head's classes on its confident rows (`confident_rows`), and the `revealed`
+    labels (target row -> class index), which override the head."""
+    labels = head_probs.argmax(-1).astype(np.int32)
+    taught = confident_rows(head_probs, drop)
+    for row, label in (revealed or {}).items():
+        labels[row], taught[row] = label, True
+    return labels, taught
+
+
 def train_student(config: Config, dataset: Dataset, head_probs: np.ndarray, key: jax.Array,
                   revealed: dict[int, int] | None = None, with_labeled: bool = False,
                   mask: np.ndarray | None = None, desc: str = "refinement"
                   ) -> tuple[training.TrainedEnsemble, np.ndarray]:
     """One plain (ERM) student of a head: trained, with the run's backbone and schedule, on the
-    head's confident target rows (`confident_rows`) and the `revealed` labels, which override
-    the head (the refinement's, and 456's pure composites' students in `pairwise`).
+    head's confident target rows and the `revealed` labels (`taught_rows`).
 
     Args: as `refine`'s; `desc` names the training in the progress bar.
 
     Returns:
       (the student, [N] bool the target rows it learned).
     """
-    labels = head_probs.argmax(-1).astype(np.int32)
-    taught = confident_rows(head_probs, config.refine_drop)
-    for row, label in (revealed or {}).items():
-        labels[row], taught[row] = label, True
+    labels, taught = taught_rows(head_probs, config.refine_drop, revealed)
     x, y = dataset.x_target[taught], labels[taught]
     if with_labeled:
         x, y = np.concatenate([dataset.x_labeled, x]), np.concatenate([dataset.y_labeled, y])
@@ -80,12 +88,61 @@ def train_student(config: Config, dataset: Dataset, head_probs: np.ndarray, key:
     return student, taught
 
 
+def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: jax.Array,
+                   revealed: dict[int, int] | None = None, with_labeled: bool = False,
+                   desc: str = "students") -> tuple[training.TrainedEnsemble, np.ndarray]:
+    """One plain student per teacher, trained together as one ensemble: each learns its
+    teacher's confident target rows (`taught_rows`), and the diversity term (mutual
+    information, `config.diversity_weight`) keeps the students' classes independent on the
+    target rows, where the features the teachers read are independent (456's pure composites
+    and their refinement, `pairwise`).
+
+    Why together. A teacher that reads one feature but slips to the other's class on some
+    rows teaches those slips, and a student alone learns them back (456: the left digit's
+    student says the right digit's class on 5-16% of the rows whose digits differ, where a
+    member told the truth says it on 2-7%). Such slips make the two students agree more often
+    than independent features do, which the diversity term forbids; where a teacher is right
+    it costs little (docs/head-search.md).
+
+    Args:
+      config: the run's configuration (backbone, steps, refine_drop, diversity_weight).
+      dataset: the data set; its unlabeled rows only shape the input standardisation.
+      teachers: [K, N, C] each teacher's probabilities on the target rows.
+      key: PRNG key of the students.
+      revealed: target row -> class index, labels that override the first teacher.
+      with_labeled: also teach every student the labeled rows with their labels.
+      desc: names the training in the progress bar.
+
+    Returns:
+      (a K-head ensemble, head k the student of teacher k; [N] bool the target rows the first
+      one learned).
+    """
+    labels, taught = zip(*[taught_rows(t, config.refine_drop, revealed if k == 0 else None)
+                           for k, t in enumerate(teachers)])
+    # [N, K]: each student's label of a row, -1 where it does not learn the row
+    labels = np.where(np.stack(taught), np.stack(labels), -1).T
+    rows = np.any(taught, axis=0)
+    x, y = dataset.x_target[rows], labels[rows]
+    if with_labeled:
+        x = np.concatenate([dataset.x_labeled, x])
+        y = np.concatenate([np.repeat(dataset.y_labeled[:, None], len(teachers), axis=1), y])
+    # plain members (no label smoothing, no prior term) but for the diversity term, which
+    # sees the target rows, where the features are independent
+    student_config = config.replace(strategy="divdis", num_heads=len(teachers), pool="target",
+                                    label_smoothing=0.0, prior_weight=0.0)
+    students = training.train(student_config,
+                              dataclasses.replace(dataset, x_labeled=x, y_labeled=y), key,
+                              desc=f"[{dataset.name}] {desc}")
+    return students, taught[0]
+
+
 def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: dict[int, int],
-           key: jax.Array, with_labeled: bool = False,
-           mask: np.ndarray | None = None) -> Refinement:
+           key: jax.Array, with_labeled: bool = False, mask: np.ndarray | None = None,
+           complement: np.ndarray | None = None) -> Refinement:
     """Trains one plain (ERM) student on the head's confident target rows and the revealed
     labels, with the run's backbone and schedule (`train_student`), and predicts the whole
-    target set.
+    target set; where the head has a `complement`, the student is trained together with the
+    complement's (`train_students`).
 
     Args:
       config: the run's configuration (steps, backbone, refine_drop, ...).
@@ -98,10 +155,24 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
       mask: [*S] the input mask of the block the kept head follows (`blocks.kept_block`): the
         student sees that block alone, so that it cannot mix in the other block's feature.
         None: every input.
+      complement: [N, C] the probabilities of the head that reads the other feature, where the
+        heads come in such pairs (456's pure composites' students, `pairwise`), or None. Their
+        students learned together; a plain student of one learns back part of the slips they
+        were kept from (docs/head-search.md), so its refinement learns together with the
+        other again.
+
+    Raises:
+      ValueError: both a `mask` and a `complement`.
     """
     start = time.perf_counter()
-    student, taught = train_student(config, dataset, head_probs, key, revealed, with_labeled,
-                                    mask)
+    if complement is None:
+        student, taught = train_student(config, dataset, head_probs, key, revealed, with_labeled,
+                                        mask)
+    elif mask is not None:
+        raise ValueError("a refinement learns with a complement or within one block, not both")
+    else:
+        student, taught = train_students(config, dataset, np.stack([head_probs, complement]),
+                                         key, revealed, with_labeled, desc="refinement")
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,

@@ -39,7 +39,7 @@ class TrainData(typing.NamedTuple):
     that runs on sets of similar sizes share one compiled program; batches are drawn from the
     first `num_labeled` (`num_pool`) rows only."""
     x_labeled: jax.Array  # [bucket_rows(N_l), *S] standardised
-    y_labeled: jax.Array  # [bucket_rows(N_l)] class indices
+    y_labeled: jax.Array  # [bucket_rows(N_l)] class indices, or [.., H] each head's (-1: not learned)
     num_labeled: jax.Array  # int32 scalar: N_l
     x_pool: jax.Array  # [bucket_rows(N_p), *S] standardised
     num_pool: jax.Array  # int32 scalar: N_p
@@ -193,6 +193,7 @@ def make_step(module, optimizer, config: Config):
 
     def loss_fn(params, x_lab, y_lab, x_pool, prior, masks):
         logits_lab = models.ensemble_apply(module, params, x_lab, masks)  # [H, Bl, C]
+        y_lab = y_lab if y_lab.ndim == 1 else y_lab.T  # [Bl] shared, or [H, Bl] per head
         ce = jnp.where(pushed > 0,
                        losses.cross_entropy(logits_lab, y_lab, config.label_smoothing),
                        losses.cross_entropy(logits_lab, y_lab))
@@ -203,7 +204,9 @@ def make_step(module, optimizer, config: Config):
         else:  # no head has an edge (erm, the refinement student): both terms are zero
             div = prior_term = jnp.zeros_like(ce)
         per_head = ce + config.diversity_weight * div + config.prior_weight * prior_term
-        accuracy = (logits_lab.argmax(-1) == y_lab[None]).mean(axis=-1)
+        right = logits_lab.argmax(-1) == y_lab  # [H, Bl]
+        learned = jnp.broadcast_to(y_lab >= 0, right.shape)
+        accuracy = (right & learned).sum(-1) / jnp.maximum(learned.sum(-1), 1)
         return per_head.mean(), dict(loss=per_head.mean(), cross_entropy=ce.mean(),
                                      diversity=div.mean(), prior=prior_term.mean(),
                                      labeled_accuracy=accuracy)
@@ -381,7 +384,8 @@ def train_in_stages(config: Config, dataset: Dataset, key: jax.Array | None = No
         state = TrainState(params=_shard_heads(state.params, mesh),
                            opt_state=_shard_heads(state.opt_state, mesh), step=state.step)
 
-    prior = np.bincount(dataset.y_labeled, minlength=dataset.num_classes) / len(dataset.y_labeled)
+    learned = dataset.y_labeled[dataset.y_labeled >= 0]  # every head's labels, where it learns
+    prior = np.bincount(learned, minlength=dataset.num_classes) / len(learned)
     x_pool = pool_inputs(dataset, config.pool)
     data = TrainData(x_labeled=_padded(standardizer(dataset.x_labeled)),
                      y_labeled=_padded(dataset.y_labeled),

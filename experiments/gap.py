@@ -63,7 +63,7 @@ def measure(dataset_id: int, seed: int, embedding: str) -> tuple[float, float, d
     shift = (shift_lib.detect_shift(config, dataset, pipeline.shift_key(seed))
              if config.shift_test else None)
     refined = pipeline.refine_head(
-        config, dataset, ensemble.masks, ensemble.calibrated_proba(dataset.x_target), head, {},
+        config, dataset, ensemble, ensemble.calibrated_proba(dataset.x_target), head, {},
         key, unshifted=pipeline.anchor_held_out(shift, blocks) is not None)
     # the encoded rows are vectors, which `supervised_ceilings` does not encode again
     ceiling = benchmark.supervised_ceilings(config, dataset, truth, seed=seed, both_halves=True)

@@ -128,6 +128,20 @@ class DirectedLossesTest(chex.TestCase):
         smoothed = losses.cross_entropy(logits, jnp.array([0]), 0.2)
         np.testing.assert_allclose(smoothed, [-(0.9 * np.log(0.9) + 0.1 * np.log(0.1))], rtol=1e-5)
 
+    def test_each_head_its_own_labels_and_rows(self):
+        # head 0 learns rows 0 and 1, head 1 rows 1 and 2; a row marked -1 is not learned
+        logits = jnp.log(jnp.array([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]],
+                                    [[0.9, 0.1], [0.3, 0.7], [0.4, 0.6]]]))
+        labels = jnp.array([[0, 1, -1], [-1, 0, 1]])
+        np.testing.assert_allclose(
+            losses.cross_entropy(logits, labels),
+            [-(np.log(0.9) + np.log(0.8)) / 2, -(np.log(0.3) + np.log(0.6)) / 2], rtol=1e-6)
+        # labels shared by every head give the shared form's value; no row learned gives 0
+        shared = jnp.array([0, 1, 1])
+        np.testing.assert_allclose(losses.cross_entropy(logits, jnp.stack([shared, shared]), 0.2),
+                                   losses.cross_entropy(logits, shared, 0.2), rtol=1e-6)
+        np.testing.assert_allclose(losses.cross_entropy(logits, jnp.full((2, 3), -1)), [0, 0])
+
 
 if __name__ == "__main__":
     absltest.main()

@@ -2,12 +2,14 @@
 
 import dataclasses
 
+import jax
 import numpy as np
 import pytest
 
 from ambig_jax import challenge
 from ambig_jax import pairwise
 from ambig_jax import pipeline
+from ambig_jax import refinement
 from ambig_jax.config import PRESETS
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
@@ -152,6 +154,29 @@ def test_a_student_keeps_its_teachers_doubt():
     np.testing.assert_array_equal(doubted.argmax(-1), [0, 1, 0])
 
 
+def test_students_together_unlearn_a_teachers_slips_to_the_other_feature():
+    generated = three_class_set()
+    dataset = as_dataset(generated)
+    a = dataset.to_index(generated.y["target"])
+    b = dataset.to_index(generated.meta["target"]["spurious"])
+    # teacher 0 reads a, but says b, sure, on 30% of the rows where the two differ; teacher 1
+    # reads b
+    slips = (a != b) & (np.random.default_rng(1).random(len(a)) < 0.3)
+    teachers = np.stack([np.eye(3)[np.where(slips, b, a)], np.eye(3)[b]]) * 0.85 + 0.05
+    right_on_slips, agree = [], []
+    for weight in (0.0, SMOKE.diversity_weight):
+        students, _ = refinement.train_students(SMOKE.replace(diversity_weight=weight), dataset,
+                                                teachers, jax.random.key(0))
+        read_a, read_b = students.predict_proba(dataset.x_target).argmax(-1)
+        assert (read_b == b).mean() > 0.97  # each head learned its own teacher's rows
+        right_on_slips.append((read_a[slips] == a[slips]).mean())
+        agree.append((read_a == read_b).mean())
+    # alone (no diversity term) a student learns back part of the slips; together, with the
+    # term, the two agree less, nearer the 1/3 of independent features, and the slips go
+    assert right_on_slips[1] > right_on_slips[0] + 0.04 and right_on_slips[1] > 0.93
+    assert agree[1] < agree[0] - 0.02
+
+
 def test_composites_follow_the_usual_heads_and_read_each_feature():
     generated = three_class_set()
     dataset = as_dataset(generated)
@@ -166,7 +191,7 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     assert all(len(member.replicas) == 1 for member in heads.members)
     probs = heads.calibrated_proba(dataset.x_target)
     # the smoke preset's 4 heads, then the students of the 2 most consistent composites
-    assert probs.shape == (4 + 2, 600, 3) and len(heads.students) == 2
+    assert probs.shape == (4 + 2, 600, 3) and heads.students.config.num_heads == 2
     np.testing.assert_allclose(probs[:4], heads.plain.calibrated_proba(dataset.x_target))
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     # a labeled row trains the two pairs of its class; a target row, the pair it is routed to
@@ -185,14 +210,21 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     taught = every[list(heads.kept)]
     assert ((probs[4:].argmax(-1) == taught.argmax(-1)).mean(axis=1) > 0.9).all()
     np.testing.assert_array_equal(
-        probs[4:].argmax(-1), np.stack([student.predict_proba(dataset.x_target)[0].argmax(-1)
-                                        for student in heads.students]))
+        probs[4:].argmax(-1), heads.students.predict_proba(dataset.x_target).argmax(-1))
     np.testing.assert_allclose(probs[4:].max(-1), taught.max(-1))
+    # a kept student's refinement learns together with the other kept student
+    assert (heads.complement(4), heads.complement(5), heads.complement(3)) == (5, 4, None)
+    refined = pipeline.refine_head(SMOKE, dataset, heads, probs, 4, {0: 1}, jax.random.key(0),
+                                   unshifted=False)
+    assert refined.taught[0] and (refined.predictions == probs[4].argmax(-1)).mean() > 0.9
+    with pytest.raises(ValueError, match="complement or within one block"):
+        refinement.refine(SMOKE, dataset, probs[4], {}, jax.random.key(0),
+                          mask=np.ones(8, np.float32), complement=probs[5])
     # "consistent": the two composites themselves; "all": all eight
     consistent = pairwise.train_pairs(SMOKE.replace(composites="consistent"), dataset,
                                       pipeline.pairwise_key(pipeline.run_keys(0)[0]),
                                       heads.plain)
-    assert consistent.kept == heads.kept and not consistent.students
+    assert consistent.kept == heads.kept and consistent.students is None
     assert consistent.kept_description == "the most consistent composite and its complement"
     np.testing.assert_allclose(consistent.calibrated_proba(dataset.x_target)[4:], taught)
     every_head = dataclasses.replace(consistent, kept=tuple(range(8)))
