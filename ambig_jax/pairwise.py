@@ -33,13 +33,18 @@ How. Restricted to the rows whose two features are a and b, the problem is binar
      composite and its complement were the two pure ones, well clear of the six mixtures
      (docs/head-search.md).
   5. Students (`Config.composites`, "students" by default): each of those two is replaced by
-     a plain head trained on its confident target rows (as the refinement does), which sees
+     a student trained on its confident target rows (as the refinement does), which sees
      every row where the pair heads saw a third: 1 point better on 456. A student learned
      those rows as certain, so it carries its composite's doubt (`with_teacher_doubt`): its
      classes, the composite's probabilities. With its own, sure ones, one label on a row
      where it guessed dropped it, and the decisions suffered; with the composite's, the labels
-     went as for the composites on 56 of 60 runs (docs/head-search.md). "consistent" keeps
-     the two composites themselves, "all" all 2^P.
+     went as for the composites on 56 of 60 runs (docs/head-search.md). The two students
+     learn together, with the diversity term between them on the target rows
+     (`refinement.train_students`): a composite that reads one digit slips to the other's
+     class on some rows, a student alone learns those slips back, and they make the two
+     agree more than independent features do. A kept student's refinement learns with the
+     other student again (`complement`). "consistent" keeps the two composites themselves,
+     "all" all 2^P.
 
 The kept heads join the usual heads rather than replace them: where the usual heads find a
 pure feature, they see every row and fit it as well. The labels then choose among all of them

@@ -207,7 +207,9 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
         refined = refine_head(config, dataset, ensemble, probs, head,
                               dict(resolution.queries), train_key, unshifted=held_out is not None)
         predicted = refined.predictions
-        log(f"[{dataset.name}] refined head {head} on {int(refined.taught.sum())} confident "
+        log(f"[{dataset.name}] refined head {head}"
+            f"{' together with its complement' if refined.with_complement else ''} on "
+            f"{int(refined.taught.sum())} confident "
             f"target rows{' and the labeled rows' if refined.labeled_rows else ''} in "
             f"{refined.seconds:.1f}s: {refined.changed} predictions changed")
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,

@@ -35,6 +35,7 @@ class Refinement:
     changed: int  # rows where the student's class differs from the head's
     labeled_rows: int  # labeled rows it was also trained on (`with_labeled`), else 0
     seconds: float  # training and prediction, compile included
+    with_complement: bool = False  # it learned together with the complement's student
 
 
 def confident_rows(probs: np.ndarray, drop: float) -> np.ndarray:
@@ -99,7 +100,7 @@ def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: 
 
     Why together. A teacher that reads one feature but slips to the other's class on some
     rows teaches those slips, and a student alone learns them back (456: the left digit's
-    student says the right digit's class on 5-16% of the rows whose digits differ, where a
+    student says the right digit's class on 5-15% of the rows whose digits differ, where a
     member told the truth says it on 2-7%). Such slips make the two students agree more often
     than independent features do, which the diversity term forbids; where a teacher is right
     it costs little (docs/head-search.md).
@@ -178,4 +179,5 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
     return Refinement(probs=probs, predictions=predictions, taught=taught,
                       changed=int(np.sum(predictions != head_probs.argmax(-1))),
                       labeled_rows=len(dataset.y_labeled) if with_labeled else 0,
-                      seconds=time.perf_counter() - start)
+                      seconds=time.perf_counter() - start,
+                      with_complement=complement is not None)
