@@ -39,7 +39,9 @@ class TrainData(typing.NamedTuple):
     that runs on sets of similar sizes share one compiled program; batches are drawn from the
     first `num_labeled` (`num_pool`) rows only."""
     x_labeled: jax.Array  # [bucket_rows(N_l), *S] standardised
-    y_labeled: jax.Array  # [bucket_rows(N_l)] class indices, or [.., H] each head's (-1: not learned)
+    # [bucket_rows(N_l)] class indices; or [bucket_rows(N_l), H], each head's own, -1 where a
+    # head does not learn the row (`refinement.train_students`)
+    y_labeled: jax.Array
     num_labeled: jax.Array  # int32 scalar: N_l
     x_pool: jax.Array  # [bucket_rows(N_p), *S] standardised
     num_pool: jax.Array  # int32 scalar: N_p
