@@ -175,6 +175,14 @@ def test_students_together_unlearn_a_teachers_slips_to_the_other_feature():
     # term, the two agree less, nearer the 1/3 of independent features, and the slips go
     assert right_on_slips[1] > right_on_slips[0] + 0.04 and right_on_slips[1] > 0.93
     assert agree[1] < agree[0] - 0.02
+    # the labeled rows (where the two features agree) teach every student their label; a
+    # revealed label overrides the first teacher on its row
+    row = int(np.flatnonzero(slips)[0])
+    students, taught = refinement.train_students(SMOKE, dataset, teachers, jax.random.key(0),
+                                                 revealed={row: int(a[row])}, with_labeled=True)
+    assert taught.all() and students.config.num_heads == 2
+    read_a, read_b = students.predict_proba(dataset.x_target).argmax(-1)
+    assert (read_a == a).mean() > 0.93 and (read_b == b).mean() > 0.95
 
 
 def test_composites_follow_the_usual_heads_and_read_each_feature():
