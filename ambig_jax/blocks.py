@@ -122,6 +122,8 @@ class BlockTest:
     # other half (`held_out_rows` rows)
     held_out_correct: tuple[int, ...] = ()
     held_out_rows: int = 0
+    # each block head's share of target rows in each class: its feature's class balance there
+    target_balance: tuple[tuple[float, ...], ...] = ()
 
     @property
     def independent(self) -> bool:
@@ -138,8 +140,12 @@ class BlockTest:
             held_out = (f"; trained on half the labeled rows, they get "
                         f"{' and '.join(map(str, self.held_out_correct))} of the other "
                         f"{self.held_out_rows} right")
+        balance = ""
+        if self.independent and self.target_balance:
+            balance = ("; their class shares on the target " + " and ".join(
+                "/".join(f"{share:.2f}" for share in head) for head in self.target_balance))
         return (f"blocks of {sizes}, their heads' kappa {self.labeled_kappa:.2f} on the labeled "
-                f"rows, {self.kappa:.2f} on the target: {verdict}{held_out}")
+                f"rows, {self.kappa:.2f} on the target: {verdict}{held_out}{balance}")
 
     def head_masks(self, config: Config) -> np.ndarray | None:
         """[H, *S] float32 input masks: the joint pair's two heads see one block each, every
@@ -151,6 +157,22 @@ class BlockTest:
         masks = np.ones((config.num_heads,) + self.block.shape, np.float32)
         masks[pair[0]], masks[pair[1]] = self.block, ~self.block
         return masks
+
+    def head_priors(self, config: Config, dataset: Dataset) -> np.ndarray | None:
+        """[H, C] the class balance each head's prior term holds its target predictions to
+        (`training.train`'s `priors`): the joint pair's heads, which see one block each, their
+        block head's balance on the target; every other head the labeled rows'. None where
+        `head_masks` is None.
+
+        The labeled rows' balance is the label's, and a target drawn with another balance
+        (label shift) would cost a pair head that holds to it the rows between the two
+        balances: 01, seed 7: labeled 0.455 / 0.545, target 0.497 / 0.503, block head on the
+        target 0.497 / 0.503 (docs/head-search.md)."""
+        if self.head_masks(config) is None or not self.target_balance:
+            return None
+        priors = np.tile(training.labeled_prior(dataset), (config.num_heads, 1))
+        priors[list(training.joint_pair(config))] = self.target_balance
+        return priors
 
     def held_outs(self, config: Config) -> tuple[HeldOut, ...]:
         """Each joint-pair head's feature measured on held-out labeled rows: what its block's
@@ -236,11 +258,14 @@ def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
     # once: the cut is noisy where single inputs carry little (888's trunk features)
     block = regroup(dataset.x_target, first.predict_proba(dataset.x_target))
     heads = block_heads(block)
-    kappas = []
-    for x in (dataset.x_target, dataset.x_labeled):
-        predicted = heads.predict_proba(x).argmax(-1)
+    kappas, target_probs = [], heads.predict_proba(dataset.x_target)
+    for probs in (target_probs, heads.predict_proba(dataset.x_labeled)):
+        predicted = probs.argmax(-1)
         kappas.append(cohen_kappa(predicted[0], predicted[1], dataset.num_classes))
-    found = BlockTest(block=block, kappa=kappas[0], labeled_kappa=kappas[1], seconds=0.0)
+    balance = tuple(tuple(float(np.mean(head == c)) for c in range(dataset.num_classes))
+                    for head in target_probs.argmax(-1))
+    found = BlockTest(block=block, kappa=kappas[0], labeled_kappa=kappas[1], seconds=0.0,
+                      target_balance=balance)
     if found.independent:
         rng = training.numpy_rng(key)
         half = rng.permutation(len(dataset.y_labeled)) % 2 == 0

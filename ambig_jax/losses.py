@@ -145,10 +145,12 @@ def directed_disagreement(probs: jax.Array, edges: jax.Array) -> jax.Array:
 def prior_kl(probs: jax.Array, prior: jax.Array) -> jax.Array:
     """Per head, KL(prior || mean prediction of the head on the batch).
 
-    Keeps each head's class balance on unlabeled data near the labeled prior, as in DivDis.
+    Keeps each head's class balance on unlabeled data near a prior, as in DivDis: the labeled
+    rows' class frequencies, or per head its own (a head that sees one block: that block's
+    balance on the target, `blocks.BlockTest.head_priors`).
 
     Args:
-      probs: [H, B, C]; prior: [C] class frequencies of the labeled data.
+      probs: [H, B, C]; prior: [C] class frequencies, or [H, C] one per head.
 
     Returns:
       [H], each >= 0.

@@ -71,7 +71,8 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
                 ) -> tuple[training.TrainedEnsemble | pairwise.PairwiseHeads,
                            blocks_lib.BlockTest | None]:
     """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
-    (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed; if
+    (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed (held
+    to its block's target class balance with `config.block_balance`); if
     they did not, the joint pair averaged over `config.pair_replicates` starts
     (`training.replicate_pair`) and, with more than two classes, the pairwise composites after
     the ensemble's heads (`pairwise`). Where the target is not `shifted` (the shift test), the
@@ -82,10 +83,13 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
         blocks = blocks_lib.test_blocks(config, dataset, blocks_key(key))
         log(f"[{dataset.name}] feature blocks: {blocks.describe()} ({blocks.seconds:.1f}s)")
     masks = None if blocks is None else blocks.head_masks(config)
+    priors = (blocks.head_priors(config, dataset)
+              if blocks is not None and config.block_balance else None)
     log(f"[{dataset.name}] training {config.num_heads} heads ({config.strategy}, "
         f"{config.steps} steps) on {len(dataset.y_labeled)} labeled, "
         f"{len(dataset.x_target)} target rows")
-    ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks)
+    ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks,
+                              priors=priors)
     pair = training.joint_pair(config)
     # the heads that see every input may mix the two features; where they can be kept (a
     # shifted target), further starts and composites are trained against that

@@ -45,7 +45,7 @@ class TrainData(typing.NamedTuple):
     num_labeled: jax.Array  # int32 scalar: N_l
     x_pool: jax.Array  # [bucket_rows(N_p), *S] standardised
     num_pool: jax.Array  # int32 scalar: N_p
-    prior: jax.Array  # [C] class frequencies of the labeled rows
+    prior: jax.Array  # [H, C] each head's class balance on the pool (`train`'s `priors`)
     masks: jax.Array | None = None  # [H, *S] each head's input mask (`blocks`); None: all inputs
 
 
@@ -79,6 +79,7 @@ class TrainedEnsemble:
     train_seconds: float
     flops_per_step: float | None = None  # XLA's count for one step of all heads, if it gives one
     masks: np.ndarray | None = None  # [H, *S] each head's input mask, None: every head sees all
+    priors: np.ndarray | None = None  # [H, C] the balance each head's prior term held (`train`)
     # `replicate_pair`: more trainings of the two heads `replicated`, averaged into them
     replicas: tuple["TrainedEnsemble", ...] = ()
     replicated: tuple[int, int] | None = None
@@ -275,7 +276,8 @@ MOST_CHUNKS = 50  # chunks of a training run: the progress bar moves between the
 # Fields that never reach the compiled scan (keys and data are its arguments): runs that differ
 # only in these share one compilation.
 _NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "shift_test", "shift_steps", "rule",
-                 "trunk", "local_patterns", "feature_blocks", "pairwise", "pair_replicates")
+                 "trunk", "local_patterns", "feature_blocks", "block_balance", "pairwise",
+                 "pair_replicates")
 
 
 def chunk_length(steps: int, most_chunks: int | None = None) -> int:
@@ -320,8 +322,16 @@ def _compiled_run(module, optimizer, config: Config, args, length: int):
     return compiled
 
 
+def labeled_prior(dataset: Dataset) -> np.ndarray:
+    """[C] the class balance of the labeled rows (every head's labels, where it learns): the
+    balance a pushed head's prior term holds it to by default, as in DivDis."""
+    learned = dataset.y_labeled[dataset.y_labeled >= 0]
+    return np.bincount(learned, minlength=dataset.num_classes) / len(learned)
+
+
 def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
-          desc: str = "training", masks: np.ndarray | None = None) -> TrainedEnsemble:
+          desc: str = "training", masks: np.ndarray | None = None,
+          priors: np.ndarray | None = None) -> TrainedEnsemble:
     """Trains `config.num_heads` heads on a data set with one compiled scan, run in chunks of
     `chunk_length` steps with a progress bar between them (a step's randomness comes from
     its index, so the chunking changes nothing in the result).
@@ -333,13 +343,16 @@ def train(config: Config, dataset: Dataset, key: jax.Array | None = None,
       desc: the progress bar's label.
       masks: [H, *S] each head's input mask in standardised units (`blocks`); None: every head
         sees every input.
+      priors: [H, C] the class balance each pushed head's prior term holds its mean pool
+        prediction to (`blocks.BlockTest.head_priors`); None: the labeled rows'
+        (`labeled_prior`) for every head.
 
     Returns:
       The trained ensemble with its compile and run timings (compile is ~0 when a run of the
       same shapes was compiled before); the per-step metrics are checked for non-finite
       values, then dropped.
     """
-    *_, ensemble = train_in_stages(config, dataset, key, (config.steps,), desc, masks)
+    *_, ensemble = train_in_stages(config, dataset, key, (config.steps,), desc, masks, priors)
     return ensemble
 
 
@@ -353,13 +366,14 @@ def stages_of(steps: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
 
 def train_in_stages(config: Config, dataset: Dataset, key: jax.Array | None = None,
                     stages: tuple[int, ...] | None = None, desc: str = "training",
-                    masks: np.ndarray | None = None) -> typing.Iterator[TrainedEnsemble]:
+                    masks: np.ndarray | None = None, priors: np.ndarray | None = None
+                    ) -> typing.Iterator[TrainedEnsemble]:
     """`train`, stopping after each step count of `stages` to yield the ensemble so far: asking
     for the next one continues the same run, so the last is `train`'s result exactly, and a
     caller that has seen enough stops early (the shift test).
 
     Args:
-      config, dataset, key, desc, masks: as `train`'s.
+      config, dataset, key, desc, masks, priors: as `train`'s.
       stages: increasing step counts, each a multiple of `chunk_length(config.steps)`, the last
         `config.steps` (`stages_of`); None: `config.steps` alone.
 
@@ -386,14 +400,17 @@ def train_in_stages(config: Config, dataset: Dataset, key: jax.Array | None = No
         state = TrainState(params=_shard_heads(state.params, mesh),
                            opt_state=_shard_heads(state.opt_state, mesh), step=state.step)
 
-    learned = dataset.y_labeled[dataset.y_labeled >= 0]  # every head's labels, where it learns
-    prior = np.bincount(learned, minlength=dataset.num_classes) / len(learned)
+    if priors is None:
+        priors = np.broadcast_to(labeled_prior(dataset), (config.num_heads, dataset.num_classes))
+    if np.shape(priors) != (config.num_heads, dataset.num_classes):
+        raise ValueError(f"priors must be [{config.num_heads}, {dataset.num_classes}], "
+                         f"got {np.shape(priors)}")
     x_pool = pool_inputs(dataset, config.pool)
     data = TrainData(x_labeled=_padded(standardizer(dataset.x_labeled)),
                      y_labeled=_padded(dataset.y_labeled),
                      num_labeled=jnp.int32(len(dataset.y_labeled)),
                      x_pool=_padded(standardizer(x_pool)), num_pool=jnp.int32(len(x_pool)),
-                     prior=jnp.asarray(prior, jnp.float32),
+                     prior=jnp.asarray(priors, jnp.float32),
                      masks=None if masks is None else jnp.asarray(masks, jnp.float32))
     t0 = time.perf_counter()
     compiled = _compiled_run(module, optimizer, config, (state, train_key, data), length)
@@ -414,7 +431,8 @@ def train_in_stages(config: Config, dataset: Dataset, key: jax.Array | None = No
                               standardizer=standardizer,
                               compile_seconds=compile_seconds, train_seconds=train_seconds,
                               flops_per_step=flops,
-                              masks=None if masks is None else np.asarray(masks, np.float32))
+                              masks=None if masks is None else np.asarray(masks, np.float32),
+                              priors=np.array(priors, np.float32))
 
 
 def _flops_per_step(compiled) -> float | None:
@@ -460,10 +478,12 @@ def replicate_pair(ensemble: TrainedEnsemble, dataset: Dataset, key: jax.Array,
     reference = ensemble.predict_proba(dataset.x_target)[pair].argmax(-1)
     pair_config = ensemble.config.replace(strategy="divdis", num_heads=2)
     masks = None if ensemble.masks is None else ensemble.masks[pair]
+    priors = None if ensemble.priors is None else ensemble.priors[pair]
     replicas, swapped = [], []
     for r in range(1, replicates):
         replica = train(pair_config, dataset, jax.random.fold_in(key, r),
-                        desc=f"{desc} (start {r + 1} of {replicates})", masks=masks)
+                        desc=f"{desc} (start {r + 1} of {replicates})", masks=masks,
+                        priors=priors)
         replicas.append(replica)
         swapped.append(masks is None and pair_swapped(
             reference, replica.predict_proba(dataset.x_target).argmax(-1)))

@@ -8,6 +8,7 @@ import pytest
 
 from ambig_jax import blocks
 from ambig_jax import models
+from ambig_jax import pipeline
 from ambig_jax import serialization
 from ambig_jax import training
 from ambig_jax.config import PRESETS, Config
@@ -18,16 +19,18 @@ from tests.conftest import generated
 SMOKE = PRESETS["smoke"]
 
 
-def two_feature_rows(rng, num_rows: int, agree: bool, mixed: bool, width: int = 6):
+def two_feature_rows(rng, num_rows: int, agree: bool, mixed: bool, width: int = 6,
+                     ones: float = 0.5, noise: float = 0.3):
     """Rows of 2 * width features. Block A's features are noisy copies of one class a, block
     B's of another class b; b = a on labeled rows (`agree`), independent on the target. With
-    `mixed`, every feature carries a + b (no block holds one class alone)."""
-    a = rng.integers(0, 2, num_rows)
+    `mixed`, every feature carries a + b (no block holds one class alone). `ones`: the share
+    of rows whose a is 1; `noise`: each feature's standard deviation around its class."""
+    a = (rng.random(num_rows) < ones).astype(np.int64)
     b = a.copy() if agree else rng.integers(0, 2, num_rows)
     signal_a, signal_b = (a + b, a + b) if mixed else (a, b)
-    noise = rng.normal(0, 0.3, (num_rows, 2 * width))
     x = np.concatenate([np.repeat(signal_a[:, None], width, 1),
-                        np.repeat(signal_b[:, None], width, 1)], axis=1) + noise
+                        np.repeat(signal_b[:, None], width, 1)], axis=1)
+    x = x + rng.normal(0, noise, (num_rows, 2 * width))
     return x.astype(np.float32), a
 
 
@@ -109,6 +112,57 @@ def test_two_blocks_pass_the_test_and_mask_the_joint_pair():
     predicted = ensemble.predict_proba(dataset.x_target).argmax(-1)
     pair_kappa = blocks.cohen_kappa(predicted[first], predicted[second], 2)
     assert abs(pair_kappa) < 0.1
+
+
+def test_the_pair_holds_its_blocks_balance_on_a_target_with_another():
+    """Label shift: a is 1 on half the labeled rows and on 80% of the target, and its features
+    are noisy enough that some rows are in doubt. The block heads measure each feature's
+    balance on the target, and the pair heads that see one block each are held to it instead
+    of the labeled rows' (the other heads keep the labeled rows')."""
+    rng = np.random.default_rng(0)
+    (x_l, y_l), (x_u, _), (x_t, a_t) = (
+        two_feature_rows(rng, n, agree, False, ones=ones, noise=0.6)
+        for n, agree, ones in ((600, True, 0.5), (300, False, 0.8), (600, False, 0.8)))
+    dataset = loader.from_arrays(catalog.CATALOG[0], x_l, y_l, x_u, x_t)
+    test = blocks.test_blocks(SMOKE, dataset, jax.random.key(0))
+    assert test.independent, test.describe()
+    first, second = training.joint_pair(SMOKE)
+    priors = test.head_priors(SMOKE, dataset)
+    follows_a = int(np.argmax(priors[[first, second], 1]))  # the head of a's block
+    ones = a_t.mean()  # 0.757 in this draw; the block head says 0.738
+    np.testing.assert_allclose(priors[[first, second][follows_a]], [1 - ones, ones], atol=0.03)
+    np.testing.assert_allclose(priors[[first, second][1 - follows_a]], [0.5, 0.5], atol=0.05)
+    np.testing.assert_allclose(priors[:first], np.tile(training.labeled_prior(dataset),
+                                                       (first, 1)))
+    assert test.head_priors(SMOKE.replace(strategy="divdis"), dataset) is None
+    assert "class shares on the target 0.26/0.74 and 0.50/0.50" in test.describe()
+    again = serialization.from_json(blocks.BlockTest, serialization.to_json(test))
+    np.testing.assert_allclose(again.head_priors(SMOKE, dataset), priors)
+    # held to the labeled balance, a's pair head calls some of the target's extra ones zeros
+    # (0.938 right, against 0.980 held to its block's)
+    head = [first, second][follows_a]
+    masks = test.head_masks(SMOKE)
+    right = {}
+    for name, held in (("labeled", None), ("block", priors)):
+        ensemble = training.train(SMOKE, dataset, jax.random.key(0), masks=masks, priors=held)
+        right[name] = np.mean(ensemble.predict_proba(x_t)[head].argmax(-1) == a_t)
+    assert right["block"] > right["labeled"] + 0.02, right
+
+
+def test_the_run_holds_the_pair_to_its_blocks_balance_only_when_asked():
+    g = generated(0)
+    dataset = loader.from_arrays(g.info, g.x["labeled"], g.y["labeled"], g.x["unlabeled"],
+                                 g.x["target"])
+    labeled = np.tile(training.labeled_prior(dataset), (SMOKE.num_heads, 1))
+    pair = list(training.joint_pair(SMOKE))
+    for on in (False, True):
+        ensemble, test = pipeline.train_heads(SMOKE.replace(block_balance=on), dataset,
+                                              jax.random.key(0), log=lambda _: None)
+        assert test.independent and ensemble.masks is not None
+        expected = test.head_priors(SMOKE, dataset) if on else labeled
+        np.testing.assert_allclose(ensemble.priors, expected, rtol=1e-6)
+        np.testing.assert_allclose(ensemble.priors[pair], test.target_balance if on
+                                   else labeled[pair], rtol=1e-6)
 
 
 def test_features_that_carry_both_classes_do_not_pass():

@@ -116,6 +116,31 @@ def test_toy_divdis_finds_both_features():
     assert 0.35 <= (target[0] != target[1]).mean() <= 0.65
 
 
+def test_each_head_can_hold_its_own_prior():
+    """`priors` [H, C]: the default is the labeled rows' balance for every head, exactly; a
+    pushed head held to another balance predicts the target closer to it; anchors have no
+    prior term; a prior of the wrong shape is refused."""
+    ds = as_dataset(generated(0))
+    config = Config(strategy="hybrid", num_heads=3, steps=100, hidden=(16,), batch_pool=128)
+    default = training.train(config, ds, jax.random.key(0))
+    labeled = np.tile(training.labeled_prior(ds), (3, 1))
+    np.testing.assert_allclose(training.labeled_prior(ds), np.bincount(ds.y_labeled) / len(
+        ds.y_labeled))
+    np.testing.assert_allclose(default.priors, labeled, rtol=1e-6)
+    explicit = training.train(config, ds, jax.random.key(0), priors=labeled)
+    np.testing.assert_array_equal(explicit.predict_proba(ds.x_target),
+                                  default.predict_proba(ds.x_target))
+    tilted = labeled.copy()
+    tilted[:] = [0.9, 0.1]  # far from the toy target's balance, for every head
+    held = training.train(config, ds, jax.random.key(0), priors=tilted)
+    np.testing.assert_allclose(held.priors, tilted, rtol=1e-6)
+    before, after = (e.predict_proba(ds.x_target)[:, :, 0].mean(axis=1) for e in (default, held))
+    assert after[0] == pytest.approx(before[0], abs=1e-6)  # head 0, the ERM anchor: no prior
+    assert np.all(after[1:] > before[1:] + 0.02), (before, after)  # the pair heads: class 0
+    with pytest.raises(ValueError, match="priors must be"):
+        training.train(config, ds, jax.random.key(0), priors=labeled[:2])
+
+
 @pytest.mark.slow
 def test_training_is_deterministic():
     ds = as_dataset(generated(0))
