@@ -105,8 +105,9 @@ class Config:
       (`blocks.BlockTest.head_priors`) instead of the labeled rows' (DivDis's prior). Off by
       default: it takes the label shift out of those heads (01 and 05, seeds 0-9: best head
       0.990 / 0.983 -> 0.996 / 0.990), but on 03, where the block heads are wrong hypotheses,
-      the labels then lose the right head on seeds 4 and 8 (docs/head-search.md), so it stays
-      off until the label loop reads purposely chosen rows as such.
+      the labels then lose the right head on seeds 4, 8 and 16-18 (6 of seeds 0-19, against 1
+      without it; docs/head-search.md), so it stays off until the label loop reads purposely
+      chosen rows as such.
     pairwise: with more than two classes (a label per pair of classes within the budget, and
       no feature blocks that passed), composite heads follow the usual ones: each couples one
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
