@@ -136,6 +136,15 @@ class Config:
     schedule: the learning rate over the steps. "cosine" settles the heads but makes the ERM
       anchor over-confident, which inflates the estimate on sets no head explains (06), so
       "constant" is the default (figures in docs/method.md).
+    anchor_student: where the strategy has an ERM anchor (head 0, no diversity edge, beside
+      pushed heads: hybrid, seqmi, dbat), the anchor the labels choose among is its student: a
+      plain member trained on the anchor's confident target rows (`refinement.train_student`;
+      the labeled rows too where the target is drawn like them), before any label is asked.
+      The anchor learned the labeled rows, where the features agree, and leans a little on the
+      one it did not take; on the target they are independent, so its confident rows teach the
+      feature it follows. 08 (the digit beside a noise level), seeds 0-9: the anchor, the best
+      head, is 0.953, 2.5 points under the ceiling on seeds 2 and 6; its student 0.965, within
+      2 points on every seed (docs/head-search.md). One member's training a set.
     refine: after the head is chosen, a fresh student learns the chosen head's confident
       target predictions and relabels the target set (`refinement`); it leaves out the
       `refine_drop` least confident share of each predicted class.
@@ -168,6 +177,7 @@ class Config:
     diversity_weight: float = 1.0
     prior_weight: float = 1.0
     label_smoothing: float = 0.1
+    anchor_student: bool = True
     refine: bool = True
     refine_drop: float = 0.1
     shift_test: bool = True

@@ -61,6 +61,11 @@ def replicas_key(train_key: jax.Array) -> jax.Array:
     return jax.random.fold_in(train_key, 5)
 
 
+def anchor_key(train_key: jax.Array) -> jax.Array:
+    """The key of the ERM anchor's student (`Config.anchor_student`), from the heads' key."""
+    return jax.random.fold_in(train_key, 6)
+
+
 def shift_key(seed: int) -> jax.Array:
     """The key of the run's shift test."""
     return jax.random.fold_in(run_keys(seed)[0], 2)
@@ -71,7 +76,8 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
                 ) -> tuple[training.TrainedEnsemble | pairwise.PairwiseHeads,
                            blocks_lib.BlockTest | None]:
     """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
-    (`blocks`), then the ensemble, its joint pair on one block each if the blocks passed (held
+    (`blocks`), then the ensemble, its ERM anchor replaced by its student
+    (`config.anchor_student`), its joint pair on one block each if the blocks passed (held
     to its block's target class balance with `config.block_balance`); if
     they did not, the joint pair averaged over `config.pair_replicates` starts
     (`training.replicate_pair`) and, with more than two classes, the pairwise composites after
@@ -90,6 +96,17 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
         f"{len(dataset.x_target)} target rows")
     ensemble = training.train(config, dataset, key, desc=f"[{dataset.name}] heads", masks=masks,
                               priors=priors)
+    if config.anchor_student and training.has_anchor(config):
+        unshifted = not shifted and not blocks_lib.shows_shift(blocks)
+        anchor = ensemble.predict_proba(dataset.x_target)[0].argmax(-1)
+        ensemble = refinement_lib.with_anchor_student(config, dataset, ensemble,
+                                                      anchor_key(key), with_labeled=unshifted)
+        student = ensemble.anchor_student
+        changed = int(np.sum(student.predict_proba(dataset.x_target)[0].argmax(-1) != anchor))
+        log(f"[{dataset.name}] the ERM anchor is its student, trained on its confident target "
+            f"rows{' and the labeled rows' if unshifted else ''}: {changed} of "
+            f"{len(anchor)} target predictions changed "
+            f"({student.train_seconds + student.compile_seconds:.1f}s)")
     pair = training.joint_pair(config)
     # the heads that see every input may mix the two features; where they can be kept (a
     # shifted target), further starts and composites are trained against that

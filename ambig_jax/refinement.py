@@ -89,6 +89,36 @@ def train_student(config: Config, dataset: Dataset, head_probs: np.ndarray, key:
     return student, taught
 
 
+def with_anchor_student(config: Config, dataset: Dataset, ensemble: training.TrainedEnsemble,
+                        key: jax.Array, with_labeled: bool = False) -> training.TrainedEnsemble:
+    """`ensemble` whose ERM anchor (head 0) is its student (`Config.anchor_student`): a plain
+    member trained on the anchor's confident target rows (`train_student`), before any label.
+
+    The anchor learned the labeled rows, where the features agree, so it follows the one it
+    finds simplest and leans a little on the other (08: the digit, with a trace of the noise
+    level beside it). On the target the features are independent, and its confident rows
+    teach the feature it follows alone; the rows it slips on are left out. The other heads
+    were trained against the anchor and are not retrained.
+
+    Args:
+      config: the run's configuration (backbone, steps, refine_drop).
+      dataset: the (encoded) data set.
+      ensemble: the heads, head 0 an ERM anchor (`training.has_anchor`).
+      key: PRNG key of the student.
+      with_labeled: also teach the labeled rows (a target drawn like them, as `refine`).
+
+    Returns:
+      The ensemble with `anchor_student` set; its timings include the student's.
+    """
+    anchor = ensemble.predict_proba(dataset.x_target)[0]
+    student, _ = train_student(config, dataset, anchor, key, with_labeled=with_labeled,
+                               desc="anchor's student")
+    return dataclasses.replace(
+        ensemble, anchor_student=student,
+        compile_seconds=ensemble.compile_seconds + student.compile_seconds,
+        train_seconds=ensemble.train_seconds + student.train_seconds)
+
+
 def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: jax.Array,
                    revealed: dict[int, int] | None = None, with_labeled: bool = False,
                    desc: str = "students") -> tuple[training.TrainedEnsemble, np.ndarray]:

@@ -56,9 +56,17 @@ def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray,
       maps: [H, C, *S] mean over the rows head h predicts as c of |d log p_h(c | x) / d x|
         (zeros where a head never predicts c); a pair averaged over several starts
         (`training.replicate_pair`) gets the mean of its starts' maps, each start's over the
-        rows it predicts as c.
+        rows it predicts as c; an anchor replaced by its student (`Config.anchor_student`)
+        gets the student's map.
       counts: [H, C] how many rows each map averages.
     """
+    if ensemble.anchor_student is not None:
+        maps, counts = gradient_saliency(dataclasses.replace(ensemble, anchor_student=None), x,
+                                         max_rows, batch_size)
+        student_maps, student_counts = gradient_saliency(ensemble.anchor_student, x, max_rows,
+                                                         batch_size)
+        maps[0], counts[0] = student_maps[0], student_counts[0]
+        return maps, counts
     if ensemble.replicas:
         return _replicated_saliency(ensemble, x, max_rows, batch_size)
     rows = ensemble.standardizer(np.asarray(x[:max_rows], np.float32))

@@ -84,10 +84,13 @@ class TrainedEnsemble:
     replicas: tuple["TrainedEnsemble", ...] = ()
     replicated: tuple[int, int] | None = None
     swapped: tuple[bool, ...] = ()  # a replica's heads match the pair's in the other order
+    # `Config.anchor_student`: a one-member ensemble that stands for the ERM anchor (head 0)
+    anchor_student: "TrainedEnsemble | None" = None
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Class probabilities [H, N, C] of every head on raw inputs x [N, *S]; a replicated
-        pair's heads are the mean of their replicas' (`replicate_pair`)."""
+        pair's heads are the mean of their replicas' (`replicate_pair`), and the anchor is
+        its student's where it has one (`anchor_student`)."""
         apply = _jitted_probs(self.module)
         rows = self.standardizer(np.asarray(x, np.float32))
         chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
@@ -97,6 +100,8 @@ class TrainedEnsemble:
         if self.replicas:
             probs[list(self.replicated)] = self.mean_of_starts(
                 probs, lambda replica: replica.predict_proba(x, batch_size))
+        if self.anchor_student is not None:
+            probs[0] = self.anchor_student.predict_proba(x, batch_size)[0]
         return probs
 
     def mean_of_starts(self, first: np.ndarray, of_replica) -> np.ndarray:
@@ -170,6 +175,13 @@ def joint_pair(config: Config) -> tuple[int, int] | None:
 def pushed_heads(config: Config) -> np.ndarray:
     """[H] bool: heads with a diversity edge (they get label smoothing and the prior term)."""
     return diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
+
+
+def has_anchor(config: Config) -> bool:
+    """Whether head 0 is an ERM anchor: no diversity edge of its own, while other heads are
+    pushed (hybrid, seqmi, dbat with two heads or more)."""
+    pushed = pushed_heads(config)
+    return bool(not pushed[0] and pushed.any())
 
 
 def uses_pool(config: Config) -> bool:

@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+from ambig_jax import pipeline
 from ambig_jax import refinement
 from ambig_jax import training
 from ambig_jax.config import Config
@@ -92,6 +93,41 @@ def test_the_student_sees_only_what_the_kept_head_saw(toy):
         agreement[name] = float(np.mean(result.predictions == teacher))
     assert agreement["every input"] > 0.95, agreement
     assert agreement["x1 only"] < 0.65, agreement  # x2 is hidden; x1 is independent of it
+
+
+def test_the_anchor_is_its_student_before_the_labels(toy, monkeypatch):
+    ds, _ = toy
+    config = Config(num_heads=4, steps=100, hidden=(16,), batch_pool=128, pair_replicates=1)
+    key, lines = jax.random.key(1), []
+    plain, _ = pipeline.train_heads(config.replace(anchor_student=False), ds, key,
+                                    log=lambda _: None)
+    ensemble, _ = pipeline.train_heads(config, ds, key, log=lines.append)
+    assert plain.anchor_student is None and ensemble.anchor_student is not None
+    before, probs = plain.predict_proba(ds.x_target), ensemble.predict_proba(ds.x_target)
+    np.testing.assert_array_equal(probs[1:], before[1:])  # the pushed heads as trained
+    np.testing.assert_array_equal(probs[0], ensemble.anchor_student.predict_proba(ds.x_target)[0])
+    assert np.mean(probs[0].argmax(-1) == before[0].argmax(-1)) > 0.9  # it follows its teacher
+    replaced = refinement.with_anchor_student(config, ds, plain, jax.random.key(2))
+    assert replaced.train_seconds == pytest.approx(
+        plain.train_seconds + replaced.anchor_student.train_seconds)
+    assert any("the ERM anchor is its student" in line for line in lines)
+    # no anchor, no student
+    divdis, _ = pipeline.train_heads(config.replace(strategy="divdis"), ds, key,
+                                     log=lambda _: None)
+    assert divdis.anchor_student is None
+
+    taught = []
+    train_student = refinement.train_student
+
+    def spy(*args, with_labeled=False, **kwargs):
+        taught.append(with_labeled)
+        return train_student(*args, with_labeled=with_labeled, **kwargs)
+
+    monkeypatch.setattr(refinement, "train_student", spy)
+    for shifted in (True, False):  # a target drawn like the labeled rows teaches them too
+        pipeline.train_heads(config.replace(steps=2, feature_blocks=False), ds, key,
+                             log=lambda _: None, shifted=shifted)
+    assert taught == [False, True]
 
 
 def test_config_checks_refinement_and_schedule():

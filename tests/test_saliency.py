@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from ambig_jax import refinement
 from ambig_jax import saliency
 from ambig_jax import training
 from ambig_jax.config import Config
@@ -45,6 +46,21 @@ def test_a_pair_averaged_over_starts_gets_the_mean_of_their_maps():
     second = saliency.gradient_saliency(replica, ds.x_target)[0][::-1 if swap else 1]
     np.testing.assert_allclose(both[0], first[0])  # the anchor is one start
     np.testing.assert_allclose(both[1:], (first[1:] + second) / 2, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_an_anchor_replaced_by_its_student_gets_the_students_map():
+    ds = _tiny_images(np.random.default_rng(0))
+    config = Config(num_heads=3, steps=20)
+    ens = training.train(config, ds)
+    with_student = refinement.with_anchor_student(config, ds, ens, jax.random.key(5))
+    first, _ = saliency.gradient_saliency(ens, ds.x_target)
+    maps, counts = saliency.gradient_saliency(with_student, ds.x_target)
+    student, student_counts = saliency.gradient_saliency(with_student.anchor_student,
+                                                         ds.x_target)
+    np.testing.assert_allclose(maps[0], student[0])
+    np.testing.assert_array_equal(counts[0], student_counts[0])
+    np.testing.assert_allclose(maps[1:], first[1:])
 
 
 @pytest.mark.slow

@@ -38,6 +38,15 @@ def test_diversity_edges():
     np.testing.assert_array_equal(hybrid, expected)
 
 
+def test_the_erm_anchor_is_head_zero_of_the_strategies_that_push_the_others():
+    assert training.has_anchor(Config(strategy="hybrid"))
+    assert training.has_anchor(Config(strategy="seqmi", num_heads=2))
+    assert training.has_anchor(Config(strategy="dbat"))
+    assert not training.has_anchor(Config(strategy="divdis"))
+    assert not training.has_anchor(Config(strategy="erm"))
+    assert not training.has_anchor(Config(strategy="hybrid", num_heads=1))
+
+
 # jitted: one compilation each, rather than the ops one by one
 _init = jax.jit(models.init_ensemble, static_argnums=(0, 2, 3))
 _apply = jax.jit(models.ensemble_apply, static_argnums=0)
