@@ -130,6 +130,10 @@ class Config:
       starts, and its heads are the mean of the starts', matched by their agreement on the
       target (`training.replicate_pair`): two-class independence is one equation, which pairs
       that mix the features in part also solve, each start on other rows. 1: one start.
+    pair_drop_outlier: with three or more such starts, the one that agrees least with the
+      others on the target is left out of the mean: free, and on 23 (seeds 0-9, three
+      embedding families) the one pair that missed its ceiling by 5.7 points (relu, seed 6)
+      comes within 2 (docs/head-search.md).
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -166,6 +170,7 @@ class Config:
     composites: str = "students"
     router_mixtures: int = 0
     pair_replicates: int = 3
+    pair_drop_outlier: bool = True
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128

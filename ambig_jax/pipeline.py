@@ -116,7 +116,8 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
                                            config.pair_replicates, pair,
                                            desc=f"[{dataset.name}] joint pair")
         log(f"[{dataset.name}] joint pair (heads {pair[0]} and {pair[1]}) trained from "
-            f"{config.pair_replicates} starts and averaged; starts in the other order: "
+            f"{config.pair_replicates} starts; averaged: starts "
+            f"{', '.join(str(r + 1) for r in ensemble.averaged)}; starts in the other order: "
             f"{sum(ensemble.swapped)} of {config.pair_replicates - 1}")
     if may_mix and pairwise.applies(config, dataset):
         log(f"[{dataset.name}] training a router and {pairwise.PAIR_HEADS} heads for each pair "

@@ -91,7 +91,8 @@ def _replicated_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray, max_
                          batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """`gradient_saliency` of an ensemble whose pair is averaged over starts: the pair's maps
     are the mean of its starts' (matched), the counts the averaged heads' predictions'."""
-    first = dataclasses.replace(ensemble, replicas=(), replicated=None, swapped=())
+    first = dataclasses.replace(ensemble, replicas=(), replicated=None, swapped=(),
+                                averaged=())
     maps, _ = gradient_saliency(first, x, max_rows, batch_size)
     maps[list(ensemble.replicated)] = ensemble.mean_of_starts(
         maps, lambda replica: gradient_saliency(replica, x, max_rows, batch_size)[0])

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -261,10 +262,30 @@ def test_a_replicated_pair_is_the_mean_of_its_matched_starts():
     np.testing.assert_array_equal(probs[:2], single[:2])  # the chain is left alone
     starts = [single[2:]] + [replica.predict_proba(ds.x_target)[::-1 if swap else 1]
                              for replica, swap in zip(replicated.replicas, replicated.swapped)]
-    np.testing.assert_allclose(probs[2:], np.mean(starts, axis=0), rtol=1e-6)
     for start in starts[1:]:  # matched: each head agrees most with its counterpart
         assert not training.pair_swapped(single[2:].argmax(-1), start.argmax(-1))
+    # the start that agrees least with the other two is left out of the mean
+    dropped = training.least_agreeing(np.stack([start.argmax(-1) for start in starts]))
+    assert replicated.averaged == tuple(r for r in range(3) if r != dropped)
+    np.testing.assert_allclose(probs[2:], np.mean([starts[r] for r in replicated.averaged], 0),
+                               rtol=1e-6)
     np.testing.assert_allclose(replicated.calibrated_proba(ds.x_target).sum(-1), 1.0, rtol=1e-5)
+    every = training.replicate_pair(
+        dataclasses.replace(ensemble, config=config.replace(pair_drop_outlier=False)), ds,
+        jax.random.key(2), 3, (2, 3))
+    assert every.averaged == (0, 1, 2)
+    np.testing.assert_allclose(every.predict_proba(ds.x_target)[2:], np.mean(starts, axis=0),
+                               rtol=1e-5)
+
+
+def test_least_agreeing_is_the_start_the_others_disagree_with():
+    pair = np.array([[0, 1, 0, 1, 1, 0], [0, 0, 1, 1, 0, 1]])
+    near = pair.copy()
+    near[0, 0] = 1
+    far = pair.copy()
+    far[:, :3] = 1 - far[:, :3]
+    assert training.least_agreeing(np.stack([pair, near, far])) == 2
+    assert training.least_agreeing(np.stack([far, pair, near])) == 0
 
 
 def test_training_in_stages_continues_one_run():
