@@ -109,11 +109,11 @@ class TrainedEnsemble:
         """[2, ...] the replicated pair's mean over its `averaged` starts of a per-head
         quantity: `first` [H, ...] is this ensemble's, `of_replica(replica)` [2, ...] each
         replica's, taken in the order matched to the pair's."""
-        replicas = [(replica, swap) for r, (replica, swap)
-                    in enumerate(zip(self.replicas, self.swapped), start=1) if r in self.averaged]
-        starts = ([first[list(self.replicated)]] if 0 in self.averaged else []) + [
-            of_replica(replica)[::-1 if swap else 1] for replica, swap in replicas]
-        return np.mean(starts, axis=0)
+        def start(r: int) -> np.ndarray:
+            if r == 0:
+                return first[list(self.replicated)]
+            return of_replica(self.replicas[r - 1])[::-1 if self.swapped[r - 1] else 1]
+        return np.mean([start(r) for r in self.averaged], axis=0)
 
     def calibrated_proba(self, x: np.ndarray) -> np.ndarray:
         """`predict_proba` [H, N, C] with label smoothing's ceiling undone on pushed heads."""
