@@ -152,6 +152,12 @@ class Config:
     refine: after the head is chosen, a fresh student learns the chosen head's confident
       target predictions and relabels the target set (`refinement`); it leaves out the
       `refine_drop` least confident share of each predicted class.
+    refine_by_rival: the refinement's cut is made within each cell of (the kept head's class,
+      its rival's class), the rival being the other head least dependent on it
+      (`refinement.rival`), so the rows the student learns are as independent of the rival
+      feature as the target is. A cut by confidence alone keeps fewer of the rows where the
+      two disagree, where a head that leans on the rival is least sure, and the student
+      learns the lean back (docs/refinement.md).
     shift_test: before the labels, test whether the target is drawn like the labeled rows
       (`shift`); when it is, a plain ERM head kept is estimated from held-out labeled rows.
     shift_steps: training steps of the shift test's labeled-vs-target classifier. A shift in how
@@ -185,6 +191,7 @@ class Config:
     anchor_student: bool = True
     refine: bool = True
     refine_drop: float = 0.1
+    refine_by_rival: bool = True
     shift_test: bool = True
     shift_steps: int = 1500
     seed: int = 0

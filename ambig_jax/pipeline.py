@@ -160,12 +160,16 @@ def refine_head(config: Config, dataset: Dataset,
     mask = blocks_lib.kept_block(ensemble.masks, probs.argmax(-1), head, dataset.num_classes)
     complement = (ensemble.complement(head) if isinstance(ensemble, pairwise.PairwiseHeads)
                   else None)
+    rival = (refinement_lib.rival(probs.argmax(-1), head, dataset.num_classes)
+             if config.refine_by_rival else None)
     # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
     # for a student that sees one block (whose feature is then the label there)
-    return refinement_lib.refine(config, dataset, probs[head], revealed,
-                                 jax.random.fold_in(train_key, 1),
-                                 with_labeled=unshifted or mask is not None, mask=mask,
-                                 complement=None if complement is None else probs[complement])
+    refined = refinement_lib.refine(config, dataset, probs[head], revealed,
+                                    jax.random.fold_in(train_key, 1),
+                                    with_labeled=unshifted or mask is not None, mask=mask,
+                                    complement=None if complement is None else probs[complement],
+                                    strata=None if rival is None else probs[rival].argmax(-1))
+    return dataclasses.replace(refined, rival=rival)
 
 
 def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
@@ -229,10 +233,11 @@ def solve(dataset: Dataset, config: Config, oracle, log=print) -> Solution:
         refined = refine_head(config, dataset, ensemble, probs, head,
                               dict(resolution.queries), train_key, unshifted=held_out is not None)
         predicted = refined.predictions
+        cut = "" if refined.rival is None else f" (cut within head {refined.rival}'s classes)"
         log(f"[{dataset.name}] refined head {head}"
             f"{' together with its complement' if refined.with_complement else ''} on "
-            f"{int(refined.taught.sum())} confident "
-            f"target rows{' and the labeled rows' if refined.labeled_rows else ''} in "
+            f"{int(refined.taught.sum())} confident target rows{cut}"
+            f"{' and the labeled rows' if refined.labeled_rows else ''} in "
             f"{refined.seconds:.1f}s: {refined.changed} predictions changed")
     timings = Timings(compile=ensemble.compile_seconds, train=ensemble.train_seconds,
                       shift=0.0 if shift is None else shift.seconds,

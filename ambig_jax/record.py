@@ -64,6 +64,7 @@ class RefinementSummary:
     changed_predictions: int  # rows where the student's class differs from the kept head's
     labeled_rows: int = 0  # labeled rows it learnt too (unshifted target; it sees one block)
     with_complement: bool = False  # learnt together with the complement's student (`pairwise`)
+    rival: int | None = None  # its rows were cut within this head's classes (`refinement.rival`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +183,8 @@ def from_solution(solution, truth: np.ndarray | None, oracle: str) -> RunRecord:
         decision=resolution.decision, shift=solution.shift,
         refinement=None if refined is None else RefinementSummary(
             taught_rows=int(refined.taught.sum()), changed_predictions=refined.changed,
-            labeled_rows=refined.labeled_rows, with_complement=refined.with_complement),
+            labeled_rows=refined.labeled_rows, with_complement=refined.with_complement,
+            rival=refined.rival),
         agreement=tuple(tuple(float(a) for a in row) for row in agreement),
         true_accuracy=true_accuracy, head_accuracies=head_accuracies,
         timings=solution.timings, versions=versions(), blocks=solution.blocks)

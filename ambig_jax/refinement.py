@@ -21,6 +21,7 @@ import time
 import jax
 import numpy as np
 
+from ambig_jax import losses
 from ambig_jax import training
 from ambig_jax.config import Config
 from ambig_jax.datasets.loader import Dataset
@@ -36,32 +37,66 @@ class Refinement:
     labeled_rows: int  # labeled rows it was also trained on (`with_labeled`), else 0
     seconds: float  # training and prediction, compile included
     with_complement: bool = False  # it learned together with the complement's student
+    rival: int | None = None  # the head within whose classes its rows were cut (`rival`)
 
 
-def confident_rows(probs: np.ndarray, drop: float) -> np.ndarray:
+def confident_rows(probs: np.ndarray, drop: float, strata: np.ndarray | None = None
+                   ) -> np.ndarray:
     """[N] bool: per predicted class, the rows whose confidence is at least that class's
     `drop` quantile, so every class keeps its share (a global cut would strip the class the
-    head is least sure of).
+    head is least sure of). With `strata`, the cut is made within each (class, stratum) cell,
+    so every cell keeps its share too.
 
     Args:
       probs: [N, C] one head's probabilities.
-      drop: share of each predicted class to leave out, in [0, 1).
+      drop: share of each predicted class (or cell) to leave out, in [0, 1).
+      strata: [N] int, a second grouping of the rows (the rival head's classes, `rival`), or
+        None.
     """
     predicted, confidence = probs.argmax(-1), probs.max(-1)
+    cells = predicted if strata is None else np.unique(np.stack([predicted, strata]), axis=1,
+                                                       return_inverse=True)[1].reshape(-1)
     keep = np.zeros(len(probs), bool)
-    for c in np.unique(predicted):
-        rows = predicted == c
+    for c in np.unique(cells):
+        rows = cells == c
         keep[rows] = confidence[rows] >= np.quantile(confidence[rows], drop)
     return keep
 
 
-def taught_rows(head_probs: np.ndarray, drop: float, revealed: dict[int, int] | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def rival(classes: np.ndarray, head: int, num_classes: int) -> int | None:
+    """The head least dependent on `head` on the target rows: the other head whose classes
+    share the least mutual information with its classes (`losses.mutual_information_matrix`
+    of one-hot predictions). None without another head.
+
+    Why it matters to the student. On the target the label's feature and the rival feature
+    are independent, but a head that leans a little on the rival is least sure where the two
+    disagree, so a cut by confidence alone leaves out more of those rows, and on the rows it
+    keeps the rival's class foretells the label: the student learns a trace of the rival
+    feature (04 seed 3: every one of its 21 errors on a row where the grey half disagrees
+    with the digit). Cut within the cells of the rival head's classes, the kept rows are as
+    independent of its feature as the target is (docs/refinement.md).
+
+    Args:
+      classes: [H, N] every head's classes on the target rows.
+      head: the kept head.
+      num_classes: C.
+    """
+    if len(classes) < 2:
+        return None
+    one_hot = np.eye(num_classes, dtype=np.float32)[classes]
+    information = np.array(losses.mutual_information_matrix(one_hot[head:head + 1], one_hot)[0])
+    information[head] = np.inf
+    return int(np.argmin(information))
+
+
+def taught_rows(head_probs: np.ndarray, drop: float, revealed: dict[int, int] | None = None,
+                strata: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """What a student of a head learns on the target: ([N] its labels, [N] bool the rows it
-    learns), the head's classes on its confident rows (`confident_rows`), and the `revealed`
-    labels (target row -> class index), which override the head."""
+    learns), the head's classes on its confident rows (`confident_rows`, cut within `strata`
+    where given), and the `revealed` labels (target row -> class index), which override the
+    head."""
     labels = head_probs.argmax(-1).astype(np.int32)
-    taught = confident_rows(head_probs, drop)
+    taught = confident_rows(head_probs, drop, strata)
     for row, label in (revealed or {}).items():
         labels[row], taught[row] = label, True
     return labels, taught
@@ -69,8 +104,8 @@ def taught_rows(head_probs: np.ndarray, drop: float, revealed: dict[int, int] | 
 
 def train_student(config: Config, dataset: Dataset, head_probs: np.ndarray, key: jax.Array,
                   revealed: dict[int, int] | None = None, with_labeled: bool = False,
-                  mask: np.ndarray | None = None, desc: str = "refinement"
-                  ) -> tuple[training.TrainedEnsemble, np.ndarray]:
+                  mask: np.ndarray | None = None, desc: str = "refinement",
+                  strata: np.ndarray | None = None) -> tuple[training.TrainedEnsemble, np.ndarray]:
     """One plain (ERM) student of a head: trained, with the run's backbone and schedule, on the
     head's confident target rows and the `revealed` labels (`taught_rows`).
 
@@ -79,7 +114,7 @@ def train_student(config: Config, dataset: Dataset, head_probs: np.ndarray, key:
     Returns:
       (the student, [N] bool the target rows it learned).
     """
-    labels, taught = taught_rows(head_probs, config.refine_drop, revealed)
+    labels, taught = taught_rows(head_probs, config.refine_drop, revealed, strata)
     x, y = dataset.x_target[taught], labels[taught]
     if with_labeled:
         x, y = np.concatenate([dataset.x_labeled, x]), np.concatenate([dataset.y_labeled, y])
@@ -121,7 +156,8 @@ def with_anchor_student(config: Config, dataset: Dataset, ensemble: training.Tra
 
 def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: jax.Array,
                    revealed: dict[int, int] | None = None, with_labeled: bool = False,
-                   desc: str = "students") -> tuple[training.TrainedEnsemble, np.ndarray]:
+                   desc: str = "students", strata: np.ndarray | None = None
+                   ) -> tuple[training.TrainedEnsemble, np.ndarray]:
     """One plain student per teacher, trained together as one ensemble: each learns its
     teacher's confident target rows (`taught_rows`), and the diversity term (mutual
     information, `config.diversity_weight`) keeps the students' classes independent on the
@@ -143,12 +179,15 @@ def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: 
       revealed: target row -> class index, labels that override the first teacher.
       with_labeled: also teach every student the labeled rows with their labels.
       desc: names the training in the progress bar.
+      strata: [N] int, cells within which the first teacher's confident rows are cut
+        (`confident_rows`), or None.
 
     Returns:
       (a K-head ensemble, head k the student of teacher k; [N] bool the target rows the first
       one learned).
     """
-    labels, taught = zip(*[taught_rows(t, config.refine_drop, revealed if k == 0 else None)
+    labels, taught = zip(*[taught_rows(t, config.refine_drop, *((revealed, strata) if k == 0
+                                                                else (None, None)))
                            for k, t in enumerate(teachers)])
     # [N, K]: each student's label of a row, -1 where it does not learn the row
     labels = np.where(np.stack(taught), np.stack(labels), -1).T
@@ -169,7 +208,8 @@ def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: 
 
 def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: dict[int, int],
            key: jax.Array, with_labeled: bool = False, mask: np.ndarray | None = None,
-           complement: np.ndarray | None = None) -> Refinement:
+           complement: np.ndarray | None = None, strata: np.ndarray | None = None
+           ) -> Refinement:
     """Trains one plain (ERM) student on the head's confident target rows and the revealed
     labels, with the run's backbone and schedule (`train_student`), and predicts the whole
     target set; where the head has a `complement`, the student is trained together with the
@@ -191,6 +231,8 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
         students learned together; a plain student of one learns back part of the slips they
         were kept from (docs/head-search.md), so its refinement learns together with the
         other again.
+      strata: [N] int, the rival head's classes (`rival`): the head's confident rows are cut
+        within each cell of (its class, the rival's class), or None (per class only).
 
     Raises:
       ValueError: both a `mask` and a `complement`.
@@ -198,12 +240,13 @@ def refine(config: Config, dataset: Dataset, head_probs: np.ndarray, revealed: d
     start = time.perf_counter()
     if complement is None:
         student, taught = train_student(config, dataset, head_probs, key, revealed, with_labeled,
-                                        mask)
+                                        mask, strata=strata)
     elif mask is not None:
         raise ValueError("a refinement learns with a complement or within one block, not both")
     else:
         student, taught = train_students(config, dataset, np.stack([head_probs, complement]),
-                                         key, revealed, with_labeled, desc="refinement")
+                                         key, revealed, with_labeled, desc="refinement",
+                                         strata=strata)
     probs = student.predict_proba(dataset.x_target)[0]
     predictions = probs.argmax(-1)
     return Refinement(probs=probs, predictions=predictions, taught=taught,

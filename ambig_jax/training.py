@@ -289,9 +289,9 @@ _COMPILED_KEEP = 16
 MOST_CHUNKS = 50  # chunks of a training run: the progress bar moves between them
 # Fields that never reach the compiled scan (keys and data are its arguments): runs that differ
 # only in these share one compilation.
-_NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "shift_test", "shift_steps", "rule",
-                 "trunk", "local_patterns", "feature_blocks", "block_balance", "pairwise",
-                 "pair_replicates", "pair_drop_outlier")
+_NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "refine_by_rival", "shift_test",
+                 "shift_steps", "rule", "trunk", "local_patterns", "feature_blocks",
+                 "block_balance", "pairwise", "pair_replicates", "pair_drop_outlier")
 
 
 def chunk_length(steps: int, most_chunks: int | None = None) -> int:

@@ -40,6 +40,8 @@ def test_smoke_through_the_local_leaderboard(toy_dir, tmp_path, monkeypatch):
         assert report["decision"]["reason"] and report["chosen_head"] == results[0].chosen_head
         assert json.loads((run_dir / "config.json").read_text())["num_heads"] == 4
         assert 400 <= report["refinement"]["taught_rows"] < 500
+        # its confident rows were cut within the classes of another head, its rival
+        assert report["refinement"]["rival"] in set(range(4)) - {report["chosen_head"]}
         # a kept pair head saw one block; its student learns the labeled rows too
         pair_kept = report["chosen_head"] in training.joint_pair(SMOKE)
         assert report["refinement"]["labeled_rows"] == (500 if pair_kept else 0)

@@ -25,6 +25,33 @@ def test_confident_rows_cut_each_predicted_class_separately():
                                   [True, True, True, False, True, True, True, False])
 
 
+def test_the_cut_within_the_rivals_classes_keeps_every_cells_share():
+    # a head that leans on its rival: sure where the rival agrees with it, unsure where not
+    sure, unsure = [0.99, 0.98, 0.97, 0.96], [0.7, 0.68, 0.66, 0.64]
+    probs = np.array([[p, 1 - p] for p in sure + unsure] + [[1 - p, p] for p in sure + unsure])
+    rival = np.array([0] * 4 + [1] * 4 + [1] * 4 + [0] * 4)
+    # per class alone, the cut takes every row where the rival disagrees: on the rows kept,
+    # the rival's class foretells the head's
+    plain = refinement.confident_rows(probs, 0.5)
+    assert not plain[rival != probs.argmax(-1)].any()
+    cells = refinement.confident_rows(probs, 0.5, strata=rival)
+    np.testing.assert_array_equal(cells, [True, True, False, False] * 4)
+    labels, taught = refinement.taught_rows(probs, 0.5, {5: 1}, strata=rival)
+    np.testing.assert_array_equal(taught, cells | (np.arange(16) == 5))
+    assert labels[5] == 1 and labels[4] == 0
+
+
+def test_the_rival_is_the_head_least_dependent_on_the_kept_one():
+    rng = np.random.default_rng(0)
+    kept = rng.integers(0, 2, 400)
+    independent = rng.integers(0, 2, 400)
+    leaning = np.where(rng.random(400) < 0.3, kept, independent)
+    classes = np.stack([leaning, kept, kept, independent])
+    assert refinement.rival(classes, 1, 2) == 3
+    assert refinement.rival(classes, 3, 2) == 1  # the one that leans is not independent of it
+    assert refinement.rival(classes[:1], 0, 2) is None
+
+
 @pytest.fixture(scope="module")
 def toy():
     g = generated(0)
