@@ -3,16 +3,17 @@
 Once the labels have picked a head, its errors are mostly rows where it was unsure: near its
 boundary, or where a trace of the rejected feature tipped it. A fresh student that learns the
 head's confident target predictions only (plus the revealed labels) never sees those rows, so
-it labels them from the feature the head follows rather than copying its slips. The target
-set is the right place for this: there the two features are independent, so the confident
-rows teach the kept feature and nothing else; the labeled rows, where the features agree,
-would teach both (adding them cost accuracy: docs/refinement.md). Where the shift test finds
-no shift, the labeled rows are drawn like the target and teach its labelling, rare rows
-included (13's backdoored rows, which the target holds too few of to teach): the student
-learns them as well. So it does where the kept head follows one block of inputs
-(`blocks.kept_block`): its student sees only that block, whose inputs are drawn alike on both
-sides, so on the labeled rows it can learn the block's feature alone, and if that feature is
-the label they are labeled rows of it (docs/refinement.md).
+it labels them from the feature the head follows rather than copying its slips (the cut is made
+within the classes of the head's rival, `rival`, so that it keeps as many rows where the two
+disagree as the target holds). The target set is the right place for this: there the two
+features are independent, so the confident rows teach the kept feature and nothing else; the
+labeled rows, where the features agree, would teach both (adding them cost accuracy:
+docs/refinement.md). Where the shift test finds no shift, the labeled rows are drawn like the
+target and teach its labelling, rare rows included (13's backdoored rows, which the target
+holds too few of to teach): the student learns them as well. So it does where the kept head
+follows one block of inputs (`blocks.kept_block`): its student sees only that block, whose
+inputs are drawn alike on both sides, so on the labeled rows it can learn the block's feature
+alone, and if that feature is the label they are labeled rows of it (docs/refinement.md).
 """
 
 import dataclasses
