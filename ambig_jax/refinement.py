@@ -4,8 +4,8 @@ Once the labels have picked a head, its errors are mostly rows where it was unsu
 boundary, or where a trace of the rejected feature tipped it. A fresh student that learns the
 head's confident target predictions only (plus the revealed labels) never sees those rows, so
 it labels them from the feature the head follows rather than copying its slips (the cut is made
-within the classes of the head's rival, `rival`, so that it keeps as many rows where the two
-disagree as the target holds). The target set is the right place for this: there the two
+within the classes of the head's rival, `rival`, so that the rows kept hold the rival's classes
+in the target's proportions). The target set is the right place for this: there the two
 features are independent, so the confident rows teach the kept feature and nothing else; the
 labeled rows, where the features agree, would teach both (adding them cost accuracy:
 docs/refinement.md). Where the shift test finds no shift, the labeled rows are drawn like the
@@ -187,8 +187,8 @@ def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: 
       (a K-head ensemble, head k the student of teacher k; [N] bool the target rows the first
       one learned).
     """
-    labels, taught = zip(*[taught_rows(t, config.refine_drop, *((revealed, strata) if k == 0
-                                                                else (None, None)))
+    labels, taught = zip(*[taught_rows(t, config.refine_drop, revealed, strata) if k == 0
+                           else taught_rows(t, config.refine_drop)
                            for k, t in enumerate(teachers)])
     # [N, K]: each student's label of a row, -1 where it does not learn the row
     labels = np.where(np.stack(taught), np.stack(labels), -1).T
