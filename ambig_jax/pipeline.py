@@ -157,10 +157,11 @@ def refine_head(config: Config, dataset: Dataset,
       train_key: the heads' training key (the student's is folded from it).
       unshifted: the target is drawn like the labeled rows (`anchor_held_out` is not None).
     """
-    mask = blocks_lib.kept_block(ensemble.masks, probs.argmax(-1), head, dataset.num_classes)
+    classes = probs.argmax(-1)
+    mask = blocks_lib.kept_block(ensemble.masks, classes, head, dataset.num_classes)
     complement = (ensemble.complement(head) if isinstance(ensemble, pairwise.PairwiseHeads)
                   else None)
-    rival = (refinement_lib.rival(probs.argmax(-1), head, dataset.num_classes)
+    rival = (refinement_lib.rival(classes, head, dataset.num_classes)
              if config.refine_by_rival else None)
     # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
     # for a student that sees one block (whose feature is then the label there)
@@ -168,7 +169,7 @@ def refine_head(config: Config, dataset: Dataset,
                                     jax.random.fold_in(train_key, 1),
                                     with_labeled=unshifted or mask is not None, mask=mask,
                                     complement=None if complement is None else probs[complement],
-                                    strata=None if rival is None else probs[rival].argmax(-1))
+                                    strata=None if rival is None else classes[rival])
     return dataclasses.replace(refined, rival=rival)
 
 
