@@ -33,6 +33,10 @@ class Rule:
       best (1: the most informative; lower: a wider sample of the rows the leaders agree on).
     exact_prior: prior weight of the estimate's "exact" reading of the heads' probabilities
       (the head is the hypothesis; its doubt is an artefact of the diversity term).
+    temperatures: the calibrated readings, the heads' probabilities sharpened at each of these
+      temperatures (1: as given), sharing the prior 1 - exact_prior evenly: the labels weigh how
+      far a head's doubt is to be believed (pushed heads hedge below their accuracy, by an
+      amount no one value fits; `disambiguation.readings`). (1,): the calibrated reading alone.
     query_noise: eps of the likelihood while choosing queries and heads.
     near_best_gain: nats; queries this close to the best gain count as ties, broken towards
       the kind of disagreement asked least.
@@ -58,6 +62,7 @@ class Rule:
     check_from: float = 0.95
     check_ties: float = 0.95
     exact_prior: float = 0.5
+    temperatures: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
     query_noise: float = 0.05
     near_best_gain: float = 0.05
     uninformative_gain: float = 1e-4
@@ -72,6 +77,9 @@ class Rule:
                      "interval", "unidentified_prior"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"rule.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.temperatures or not all(0.0 < t <= 1.0 for t in self.temperatures):
+            raise ValueError(f"rule.temperatures must be one or more values in (0, 1], "
+                             f"got {self.temperatures}")
         if not 0.0 < self.prior_noise < 1.0 or self.prior_strength <= 0:
             raise ValueError(f"rule.prior_noise must be in (0, 1) and rule.prior_strength > 0, "
                              f"got {self.prior_noise} and {self.prior_strength}")

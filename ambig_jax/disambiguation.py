@@ -13,11 +13,13 @@ through this same likelihood under the kept head: a label that the head gets wro
 unsure costs less than one it gets wrong where it was sure, since the head's own doubt is
 already part of the expected accuracy.
 
-Two readings of a head's probabilities enter the accuracy estimate. Calibrated: the head is
-right at x with probability p_h(pred | x). Exact: the head is the hypothesis and its doubt is
-an artefact of training (the diversity term makes pushed heads hedge below their accuracy,
-while an ERM head is sure everywhere). The revealed labels weigh the two readings by their
-evidence, starting from `Rule.exact_prior`.
+Readings of a head's probabilities enter the accuracy estimate (`readings`). Calibrated: the
+head is right at x with probability p_h(pred | x), the probabilities taken as given or
+sharpened (`Rule.temperatures`). Exact: the head is the hypothesis and its doubt is an
+artefact of training (the diversity term makes pushed heads hedge below their accuracy, while
+an ERM head is sure everywhere). The revealed labels weigh the readings by their evidence,
+starting from `Rule.exact_prior` for the exact one: right labels where the head hedged favour
+the sharper readings, an error where it was sure favours the flatter ones.
 
 The labels are chosen on purpose (where the heads disagree, then where the leader is weakest), so
 they are no random sample of the kept head's accuracy; the estimate instead reads them as
@@ -55,6 +57,28 @@ def _likelihood(probs: np.ndarray, labels: np.ndarray, eps: float) -> np.ndarray
 def hard(probs: np.ndarray) -> np.ndarray:
     """One-hot [..., C] of each head's predicted class."""
     return np.eye(probs.shape[-1])[probs.argmax(-1)]
+
+
+def sharpen(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """probs ** (1 / temperature), renormalised over the last axis (1: as given; towards 0:
+    `hard`). The predicted classes do not change."""
+    if temperature == 1.0:
+        return probs
+    log = np.log(np.clip(probs, 1e-30, 1.0)) / temperature
+    sharp = np.exp(log - log.max(axis=-1, keepdims=True))
+    return sharp / sharp.sum(axis=-1, keepdims=True)
+
+
+def readings(rule: Rule, *probs: np.ndarray) -> list[tuple[str, float, tuple[np.ndarray, ...]]]:
+    """The readings of the heads' probabilities that the estimate weighs: (name, prior, each of
+    `probs` so read). Calibrated, at each of `rule.temperatures` (sharpened, `sharpen`),
+    sharing the prior 1 - `rule.exact_prior` evenly; exact (`hard`), `rule.exact_prior`.
+    Readings of prior 0 are left out."""
+    calibrated = (1.0 - rule.exact_prior) / len(rule.temperatures)
+    found = [(f"calibrated T={t:g}", calibrated, tuple(sharpen(p, t) for p in probs))
+             for t in rule.temperatures]
+    found.append(("exact", rule.exact_prior, tuple(hard(p) for p in probs)))
+    return [reading for reading in found if reading[1] > 0.0]
 
 
 def head_posterior(probs: np.ndarray, revealed: dict[int, int],
@@ -214,12 +238,12 @@ def unidentified_weight(probs: np.ndarray, revealed: dict[int, int],
                         feature_held_out: tuple[HeldOut, ...] = ()) -> float:
     """Posterior probability that no head is the label's feature, against "one head is".
 
-    The heads' hypothesis: a head drawn evenly, read as calibrated or exact (prior
-    `rule.exact_prior`, as in `estimate_accuracy`), the labels following it up to a noise rate
-    eps marginalised over its Beta prior (`noise_posterior`). The other: each label is the
-    class of a head drawn at random per row (`vote_share`), up to `rule.query_noise`. Prior
-    `rule.unidentified_prior`. A head whose feature was measured on held-out labeled rows
-    (`feature_held_out`) has a third reading, weighed half against the other two: right at the
+    The heads' hypothesis: a head drawn evenly, its probabilities in each of `readings` (as in
+    `estimate_accuracy`), the labels following it up to a noise rate eps marginalised over its
+    Beta prior (`noise_posterior`). The other: each label is the class of a head drawn at
+    random per row (`vote_share`), up to `rule.query_noise`. Prior `rule.unidentified_prior`.
+    A head whose feature was measured on held-out labeled rows (`feature_held_out`) has one
+    more reading, weighed half against the others together: right at the
     measured rate a on every row, wrong evenly otherwise (a ~ the measure's Beta posterior).
     The measure is a random sample's; the labels land where the heads disagree, where even a
     head that held-out rows call perfect makes its rare errors (05, seed 23: 567 of 567 right,
@@ -231,12 +255,12 @@ def unidentified_weight(probs: np.ndarray, revealed: dict[int, int],
     rows = np.fromiter(revealed.keys(), int, count=len(revealed))
     labels = np.fromiter(revealed.values(), int, count=len(revealed))
     measured = {head: found for found in feature_held_out for head in found.heads}
+    heads_readings = readings(rule, probs)
     log_heads = []
     for h in range(num_heads):
-        readings = ((1.0 - rule.exact_prior, probs), (rule.exact_prior, hard(probs)))
         log_head = _logsumexp(np.array([
             np.log(prior) + noise_posterior(reading[h, rows, labels], num_classes, rule)[2]
-            for prior, reading in readings if prior > 0.0]))
+            for _, prior, (reading,) in heads_readings]))
         if h in measured:
             rate, weight = _beta_grid(measured[h])
             right = probs[h, rows].argmax(-1) == labels
@@ -295,10 +319,10 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
                       kept_head: int | None = None) -> Estimate:
     """Expected accuracy of the kept prediction `kept.argmax(-1)` on the target set.
 
-    If a head is the label's feature: under each reading of the probabilities (calibrated:
-    `probs`, `kept`; exact: their hard predictions), A(eps) = mean_x [a(x) - eps d(x) (a(x) -
-    1 / C)] with a(x) = sum_h w_h p_h(pred(x) | x): the posterior mixture of heads says how
-    likely each prediction is; eps, the rate at which the truth departs from the right head on
+    If a head is the label's feature: under each reading of the probabilities (`readings` of
+    `probs` and `kept`: calibrated at each temperature; exact: their hard predictions),
+    A(eps) = mean_x [a(x) - eps d(x) (a(x) - 1 / C)] with a(x) = sum_h w_h p_h(pred(x) | x):
+    the posterior mixture of heads says how likely each prediction is; eps, the rate at which the truth departs from the right head on
     the rows some head disputes (d(x) = 1, where the labels land), has the posterior of
     `noise_posterior` given the kept reading's probabilities of the revealed labels. The
     readings are weighed by the evidence of those labels. If no head is (probability
@@ -334,19 +358,16 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     matches = probs.argmax(-1) == predictions[None]  # [H, N] heads predicting the same class
     disputed = ~matches.all(axis=0)  # [N]
 
-    readings = {"calibrated": (1.0 - rule.exact_prior, probs, kept),
-                "exact": (rule.exact_prior, hard(probs), hard(kept))}
     grids = {}  # reading -> (log prior + log evidence, accuracy [G] over eps, eps weights [G])
-    for name, (prior, heads, kept_reading) in readings.items():
-        if prior > 0.0:
-            eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes,
-                                                          rule)
-            picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
-            agreement = np.einsum("h,hn->n", posterior, picked)  # [N]
-            # the noise departs from the right head where the heads dispute the prediction
-            at_stake = float(np.mean(disputed * (agreement - 1.0 / num_classes)))
-            grids[name] = (np.log(prior) + log_evidence, agreement.mean() - eps * at_stake,
-                           weights)
+    for name, prior, (heads, kept_reading) in readings(rule, probs, kept):
+        eps, weights, log_evidence = noise_posterior(kept_reading[rows, labels], num_classes,
+                                                      rule)
+        picked = np.take_along_axis(heads, predictions[None, :, None], axis=-1)[..., 0]
+        agreement = np.einsum("h,hn->n", posterior, picked)  # [N]
+        # the noise departs from the right head where the heads dispute the prediction
+        at_stake = float(np.mean(disputed * (agreement - 1.0 / num_classes)))
+        grids[name] = (np.log(prior) + log_evidence, agreement.mean() - eps * at_stake,
+                       weights)
     log_odds = np.array([grid[0] for grid in grids.values()])
     reading_weight = dict(zip(grids, np.exp(log_odds - _logsumexp(log_odds))))
     unidentified = unidentified_weight(probs, revealed, rule, feature_held_out)

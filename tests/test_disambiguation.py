@@ -8,7 +8,8 @@ RULE = Rule()
 # One head is the label's feature (no "unidentified" hypothesis), its probabilities read either
 # way or trusted as given.
 HEADS = Rule(unidentified_prior=0.0)
-CALIBRATED = Rule(exact_prior=0.0, unidentified_prior=0.0)
+CALIBRATED = Rule(exact_prior=0.0, unidentified_prior=0.0, temperatures=(1.0,))
+TWO_READINGS = Rule(unidentified_prior=0.0, temperatures=(1.0,))  # as given, and exact
 
 
 def heads_from_predictions(*predictions, num_classes=2, confidence=0.99):
@@ -235,20 +236,67 @@ def test_labels_that_a_hedging_head_gets_right_favour_the_exact_reading():
     calibrated = dis.estimate_accuracy(probs, posterior, kept, right,
                                      CALIBRATED)
     assert calibrated.exact_weight == 0.0 and calibrated.accuracy < 0.72
-    both = dis.estimate_accuracy(probs, posterior, kept, right, HEADS)
+    both = dis.estimate_accuracy(probs, posterior, kept, right, TWO_READINGS)
     # evidence ratio (1/0.7)^5 ~ 6 (less with the noise floor): the exact reading leads
     assert 0.8 < both.exact_weight < 0.9
     assert both.accuracy > calibrated.accuracy + 0.2 and both.low < both.accuracy
     # Labels the head gets wrong favour the calibrated reading (it expected 30% of them).
     wrong = {row: 1 - int(TRUTH[row]) for row in range(2)} | {2: int(TRUTH[2])}
-    assert dis.estimate_accuracy(probs, posterior, kept, wrong, HEADS).exact_weight < 0.5
-    # A sure head reads the same either way.
+    assert dis.estimate_accuracy(probs, posterior, kept, wrong, TWO_READINGS).exact_weight < 0.5
+    # A sure head reads the same every way.
     sure = heads_from_predictions(TRUTH, HEAD1, confidence=1.0)
     one = dis.estimate_accuracy(sure, posterior, sure[0], right,
                                      CALIBRATED)
-    two = dis.estimate_accuracy(sure, posterior, sure[0], right, HEADS)
+    two = dis.estimate_accuracy(sure, posterior, sure[0], right, TWO_READINGS)
     assert one.accuracy == pytest.approx(two.accuracy) and two.exact_weight == pytest.approx(0.5)
+    every = dis.estimate_accuracy(sure, posterior, sure[0], right, HEADS)
+    assert every.accuracy == pytest.approx(one.accuracy)
 
+
+def test_sharpening_keeps_the_classes_and_spans_given_to_hard():
+    probs = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])
+    np.testing.assert_array_equal(dis.sharpen(probs, 1.0), probs)
+    half = dis.sharpen(probs, 0.5)
+    np.testing.assert_allclose(half[0], np.array([36, 9, 1]) / 46)
+    np.testing.assert_allclose(half.sum(-1), 1.0)
+    np.testing.assert_allclose(dis.sharpen(probs, 0.01), dis.hard(probs), atol=1e-12)
+    found = dis.readings(Rule(exact_prior=0.4, temperatures=(1.0, 0.5)), probs)
+    assert [(name, prior) for name, prior, _ in found] == [
+        ("calibrated T=1", pytest.approx(0.3)), ("calibrated T=0.5", pytest.approx(0.3)),
+        ("exact", 0.4)]
+    np.testing.assert_allclose(found[1][2][0], half)
+    with pytest.raises(ValueError, match="temperatures"):
+        Rule(temperatures=())
+    with pytest.raises(ValueError, match="temperatures"):
+        Rule(temperatures=(1.0, 0.0))
+
+
+def test_the_labels_weigh_how_far_a_hedging_heads_doubt_is_believed():
+    # A head 70% sure of every prediction and right on 9 rows of 10 (a pushed head hedging
+    # below its accuracy). Four labels it gets right and one it gets wrong: the exact reading
+    # cannot explain the error, the reading as given expects three times as many, and the
+    # sharpened readings in between lift the estimate towards the truth.
+    truth = np.tile(TRUTH, 10)
+    kept_classes = truth.copy()
+    kept_classes[::10] = 1 - truth[::10]  # wrong on a tenth of the rows
+    probs = heads_from_predictions(kept_classes, 1 - kept_classes, confidence=0.7)
+    posterior = np.array([1.0, 0.0])
+    labels = {row: int(truth[row]) for row in (0, 1, 2, 3, 4)}  # row 0: the head's error
+
+    def rise(heads):
+        given = dis.estimate_accuracy(heads, posterior, heads[0], labels, TWO_READINGS)
+        tempered = dis.estimate_accuracy(heads, posterior, heads[0], labels, HEADS)
+        assert given.accuracy < tempered.accuracy < 0.9
+        return tempered.accuracy - given.accuracy
+
+    hedged = rise(probs)
+    assert hedged > 0.08
+    # The same labels where the head was sure when right: they say less about its doubt
+    # elsewhere, and the sharpened readings move the estimate less.
+    sure = probs.copy()
+    for row in (1, 2, 3, 4):
+        sure[0, row] = np.where(np.arange(2) == kept_classes[row], 0.99, 0.01)
+    assert rise(sure) < hedged - 0.02
 
 def test_the_label_loop_asks_within_budget_and_keeps_the_head_the_labels_name():
     probs = heads_from_predictions(TRUTH, HEAD1)
