@@ -255,11 +255,12 @@ def unidentified_weight(probs: np.ndarray, revealed: dict[int, int],
     rows = np.fromiter(revealed.keys(), int, count=len(revealed))
     labels = np.fromiter(revealed.values(), int, count=len(revealed))
     measured = {head: found for found in feature_held_out for head in found.heads}
-    heads_readings = readings(rule, probs)
+    asked = np.arange(len(rows))
+    heads_readings = readings(rule, probs[:, rows])  # [H, K, C] each: the labeled rows only
     log_heads = []
     for h in range(num_heads):
         log_head = _logsumexp(np.array([
-            np.log(prior) + noise_posterior(reading[h, rows, labels], num_classes, rule)[2]
+            np.log(prior) + noise_posterior(reading[h, asked, labels], num_classes, rule)[2]
             for _, prior, (reading,) in heads_readings]))
         if h in measured:
             rate, weight = _beta_grid(measured[h])
