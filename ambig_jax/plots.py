@@ -161,7 +161,7 @@ def _html(run: RunRecord, figures: dict[str, str]) -> str:
             ("labels used", run.labels_used),
             ("estimated accuracy", f"{est.accuracy:.3f} [{est.low:.3f}, {est.high:.3f}]"),
             ("weight of the exact reading", f"{est.exact_weight:.2f} (the heads' "
-             "probabilities read as exact rather than calibrated)"),
+             "probabilities read as exact rather than as given or sharpened)"),
             ("no head the label's feature", f"{est.unidentified:.2f} (posterior probability "
              "that the data do not identify the label)"),
             ("feature blocks", "not tested" if run.blocks is None else run.blocks.describe()),
