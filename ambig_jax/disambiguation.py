@@ -243,8 +243,8 @@ def unidentified_weight(probs: np.ndarray, revealed: dict[int, int],
     Beta prior (`noise_posterior`). The other: each label is the class of a head drawn at
     random per row (`vote_share`), up to `rule.query_noise`. Prior `rule.unidentified_prior`.
     A head whose feature was measured on held-out labeled rows (`feature_held_out`) has one
-    more reading, weighed half against the others together: right at the
-    measured rate a on every row, wrong evenly otherwise (a ~ the measure's Beta posterior).
+    more reading, weighed half against the others together: right at the measured rate a on
+    every row, wrong evenly otherwise (a ~ the measure's Beta posterior).
     The measure is a random sample's; the labels land where the heads disagree, where even a
     head that held-out rows call perfect makes its rare errors (05, seed 23: 567 of 567 right,
     0.98 on the target), so it adds a reading rather than replacing the head's own.
@@ -323,10 +323,11 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     If a head is the label's feature: under each reading of the probabilities (`readings` of
     `probs` and `kept`: calibrated at each temperature; exact: their hard predictions),
     A(eps) = mean_x [a(x) - eps d(x) (a(x) - 1 / C)] with a(x) = sum_h w_h p_h(pred(x) | x):
-    the posterior mixture of heads says how likely each prediction is; eps, the rate at which the truth departs from the right head on
-    the rows some head disputes (d(x) = 1, where the labels land), has the posterior of
-    `noise_posterior` given the kept reading's probabilities of the revealed labels. The
-    readings are weighed by the evidence of those labels. If no head is (probability
+    the posterior mixture of heads says how likely each prediction is; eps, the rate at which
+    the truth departs from the right head on the rows some head disputes (d(x) = 1, where the
+    labels land), has the posterior of `noise_posterior` given the kept reading's
+    probabilities of the revealed labels. The readings are weighed by the evidence of those
+    labels. If no head is (probability
     `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
     Where the kept head's feature was measured on held-out labeled rows (`feature_held_out`, as
     the feature blocks do), its hypothesis scores the accuracy that measure realises on the

@@ -298,6 +298,7 @@ def test_the_labels_weigh_how_far_a_hedging_heads_doubt_is_believed():
         sure[0, row] = np.where(np.arange(2) == kept_classes[row], 0.99, 0.01)
     assert rise(sure) < hedged - 0.02
 
+
 def test_the_label_loop_asks_within_budget_and_keeps_the_head_the_labels_name():
     probs = heads_from_predictions(TRUTH, HEAD1)
     asked, seen = [], []
