@@ -29,6 +29,12 @@ class Rule:
     decided: posterior mass on one head from which queries go to random rows (1: never).
     check_from: posterior mass on one head from which queries test whether any head is the
       label's feature (`disambiguation.identification_query`) rather than which one.
+    pattern_from: posterior mass on one head from which a query goes to the pattern of
+      disagreement whose rows carry the most information together (`disambiguation.select_query`)
+      rather than to the single most informative row. Once a head leads, the single best row is
+      where every head left behind agrees against it, the rarest pattern, and on a set a head
+      explains that is its own error (on 03, where both block heads agree the digit and the
+      picture do); a common pattern tests the leader's feature, not its errors. 1: never.
     check_ties: such a check is drawn among the rows at least this share as informative as the
       best (1: the most informative; lower: a wider sample of the rows the leaders agree on).
     exact_prior: prior weight of the estimate's "exact" reading of the heads' probabilities
@@ -60,6 +66,7 @@ class Rule:
     prior_strength: float = 5.0
     decided: float = 1.0
     check_from: float = 0.95
+    pattern_from: float = 0.5
     check_ties: float = 0.95
     exact_prior: float = 0.5
     temperatures: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
@@ -73,8 +80,8 @@ class Rule:
     block_held_out: bool = True
 
     def __post_init__(self):
-        for name in ("decided", "check_from", "check_ties", "exact_prior", "query_noise",
-                     "interval", "unidentified_prior"):
+        for name in ("decided", "check_from", "pattern_from", "check_ties", "exact_prior",
+                     "query_noise", "interval", "unidentified_prior"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"rule.{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.temperatures or not all(0.0 < t <= 1.0 for t in self.temperatures):

@@ -137,14 +137,17 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
     """The next target row to ask: most informative, never asked before.
 
     Among rows within `rule.near_best_gain` of the best gain, prefers a pattern of disagreement
-    (head A says x while B says y, or the reverse) that has been asked least, so the labels
-    cover every kind of disagreement. Once one head leads, the largest gain lies where the
-    heads left behind still disagree with it: a label there checks the leader where it is most
-    likely wrong (on sets 06/07, where no head is right, such checks find its errors). Once one
-    head holds `rule.check_from` of the posterior, asks instead whether any head is the label's
-    feature (`identification_query`). When the heads agree everywhere, or the posterior has put
-    mass >= `decided` on one head, picks a random row (`rule.uninformative_gain`,
-    `rule.decided`).
+    (head A says x while B says y, or the reverse; `disagreement_pattern`) that has been asked
+    least, so the labels cover every kind of disagreement. Once one head holds
+    `rule.pattern_from` of the posterior, asks instead the most informative row of the pattern
+    whose unasked rows carry the most information summed: the single best row would be where
+    every head left behind agrees against the leader, a pattern so rare that on a set a head
+    explains it is mostly the leader's own errors (the row picked for being its likely error
+    then weighs as a test of its feature), while a common pattern tests the leader's feature
+    against the others' where they part. Once one head holds `rule.check_from`, asks instead
+    whether any head is the label's feature (`identification_query`). When the heads agree
+    everywhere, or the posterior has put mass >= `decided` on one head, picks a random row
+    (`rule.uninformative_gain`, `rule.decided`).
     """
     num_rows = probs.shape[1]
     asked = np.zeros(num_rows, bool)
@@ -158,6 +161,11 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
     if posterior.max() >= rule.check_from:
         return identification_query(probs, posterior, revealed, rng, rule)
     patterns = disagreement_pattern(probs, posterior)
+    if posterior.max() >= rule.pattern_from:
+        summed = np.bincount(patterns, weights=np.where(asked, 0.0, gain))
+        others = patterns != np.argmax(summed)
+        # the chosen pattern first, then largest gain, then lowest row
+        return int(np.lexsort((np.arange(num_rows), -gain, others))[0])
     counts = np.bincount(patterns[asked], minlength=patterns.max() + 1)[patterns]
     near = gain >= best - rule.near_best_gain
     # lexicographic: fewest earlier queries of the pattern, then largest gain, then lowest row

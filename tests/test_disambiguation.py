@@ -161,12 +161,33 @@ def test_once_a_head_leads_queries_check_it_where_it_is_sure_and_the_heads_split
     # Without the check: the most informative row about which head is right, of the kind of
     # disagreement not asked yet (row 7 disagrees like row 6), every time.
     assert {dis.select_query(probs, leading, {6: 0}, np.random.default_rng(seed),
-                             Rule(check_from=1.0)) for seed in range(5)} == {8}
+                             Rule(check_from=1.0, pattern_from=1.0)) for seed in range(5)} == {8}
     # Only rows where the heads that still matter agree: head 1 parts from head 0 on row 7.
     probs[1, 7] = probs[1, 7, ::-1]
     rows = {dis.select_query(probs, leading, {6: 0}, np.random.default_rng(seed))
             for seed in range(20)}
     assert rows == {8}
+
+
+def test_once_a_head_leads_it_is_tested_where_its_feature_parts_not_where_all_oppose_it():
+    # Heads 0, 1 read the leading feature; heads 2 and 3 two others, each parting from it on
+    # rows of its own (10-14, 15-18). On row 19 both part from it together: the single most
+    # informative row, and on a set a head explains, where the leader's own errors gather.
+    feature = np.array([0] * 10 + [1] * 10)
+    other, third = feature.copy(), feature.copy()
+    other[[10, 11, 12, 13, 14, 19]] ^= 1
+    third[[15, 16, 17, 18, 19]] ^= 1
+    probs = heads_from_predictions(feature, feature, other, third)
+    leading = np.array([0.9, 0.04, 0.03, 0.03])  # a leader, below the checks' 0.95
+    gain = dis.information_gain(probs, leading)
+    assert np.argmax(gain) == 19
+    rng = np.random.default_rng(0)
+    # The pattern whose rows hold the most information together (rows 10-14), its first row.
+    assert dis.select_query(probs, leading, {}, rng) == 10
+    assert dis.select_query(probs, leading, {10: 0, 11: 0, 12: 0, 13: 0, 14: 0}, rng) == 15
+    assert dis.select_query(probs, leading, {}, rng, Rule(pattern_from=1.0)) == 19
+    # No head leads yet: the most informative row, as before.
+    assert dis.select_query(probs, np.full(4, 0.25), {}, rng) == 19
 
 
 def test_decisions_follow_the_estimate_mean_with_no_count_rule():
