@@ -32,9 +32,9 @@ class Rule:
     pattern_from: posterior mass on one head from which a query goes to the pattern of
       disagreement whose rows carry the most information together (`disambiguation.select_query`)
       rather than to the single most informative row. Once a head leads, the single best row is
-      where every head left behind agrees against it, the rarest pattern, and on a set a head
-      explains that is its own error (on 03, where both block heads agree the digit and the
-      picture do); a common pattern tests the leader's feature, not its errors. 1: never.
+      where every head left behind agrees against it, a rare pattern where a good leader's own
+      errors gather (on 03 both block heads agree only where the digit and the picture do); a
+      common pattern tests the leader's feature rather than its errors. 1: never.
     check_ties: such a check is drawn among the rows at least this share as informative as the
       best (1: the most informative; lower: a wider sample of the rows the leaders agree on).
     exact_prior: prior weight of the estimate's "exact" reading of the heads' probabilities

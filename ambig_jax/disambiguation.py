@@ -141,10 +141,11 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
     least, so the labels cover every kind of disagreement. Once one head holds
     `rule.pattern_from` of the posterior, asks instead the most informative row of the pattern
     whose unasked rows carry the most information summed: the single best row would be where
-    every head left behind agrees against the leader, a pattern so rare that on a set a head
-    explains it is mostly the leader's own errors (the row picked for being its likely error
-    then weighs as a test of its feature), while a common pattern tests the leader's feature
-    against the others' where they part. Once one head holds `rule.check_from`, asks instead
+    every head left behind agrees against the leader, a rare pattern where a good leader's own
+    errors gather (kept heads of the tuning runs are right on 0.32-0.81 of such rows of 01, 02,
+    03 and 23, on 0.93-1.00 where half the heads part from them), so a label there would weigh
+    an error as a test of the leader's feature; a common pattern tests the feature against the
+    others' where they part. Once one head holds `rule.check_from`, asks instead
     whether any head is the label's feature (`identification_query`). When the heads agree
     everywhere, or the posterior has put mass >= `decided` on one head, picks a random row
     (`rule.uninformative_gain`, `rule.decided`).
