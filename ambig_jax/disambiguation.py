@@ -145,9 +145,9 @@ def select_query(probs: np.ndarray, posterior: np.ndarray, revealed: dict[int, i
     errors gather (kept heads of the tuning runs are right on 0.32-0.81 of such rows of 01, 02,
     03 and 23, on 0.93-1.00 where half the heads part from them), so a label there would weigh
     an error as a test of the leader's feature; a common pattern tests the feature against the
-    others' where they part. Once one head holds `rule.check_from`, asks instead
-    whether any head is the label's feature (`identification_query`). When the heads agree
-    everywhere, or the posterior has put mass >= `decided` on one head, picks a random row
+    others' where they part. Once one head holds `rule.check_from`, asks instead whether any
+    head is the label's feature (`identification_query`). When the heads agree everywhere, or
+    the posterior has put mass >= `decided` on one head, picks a random row
     (`rule.uninformative_gain`, `rule.decided`).
     """
     num_rows = probs.shape[1]
@@ -334,13 +334,13 @@ def estimate_accuracy(probs: np.ndarray, posterior: np.ndarray, kept: np.ndarray
     A(eps) = mean_x [a(x) - eps d(x) (a(x) - 1 / C)] with a(x) = sum_h w_h p_h(pred(x) | x):
     the posterior mixture of heads says how likely each prediction is; eps, the rate at which
     the truth departs from the right head on the rows some head disputes (d(x) = 1, where the
-    labels land), has the posterior of `noise_posterior` given the kept reading's
-    probabilities of the revealed labels. The readings are weighed by the evidence of those
-    labels. If no head is (probability
-    `unidentified_weight`): its agreement with a head drawn at random (mean: its vote share).
-    Where the kept head's feature was measured on held-out labeled rows (`feature_held_out`, as
-    the feature blocks do), its hypothesis scores the accuracy that measure realises on the
-    target rows instead (`_realised`), and the other heads' share the probability readings.
+    labels land), has the posterior of `noise_posterior` given the kept reading's probabilities
+    of the revealed labels. The readings are weighed by the evidence of those labels. If no head
+    is (probability `unidentified_weight`): its agreement with a head drawn at random (mean: its
+    vote share). Where the kept head's feature was measured on held-out labeled rows
+    (`feature_held_out`, as the feature blocks do), its hypothesis scores the accuracy that
+    measure realises on the target rows instead (`_realised`), and the other heads' share the
+    probability readings.
     The estimate is the mean of the mixture and the interval its quantiles.
 
     Args:
