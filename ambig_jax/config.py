@@ -117,12 +117,13 @@ class Config:
       sees one block each, so that neither can mix the two features (`blocks`).
     block_balance: where the feature blocks passed, the joint pair's heads, which see one block
       each, hold their target predictions to their block head's class balance on the target
-      (`blocks.BlockTest.head_priors`) instead of the labeled rows' (DivDis's prior). Off by
-      default: it takes the label shift out of those heads (01 and 05, seeds 0-9: best head
-      0.990 / 0.983 -> 0.996 / 0.990), but on 03, where the block heads are wrong hypotheses,
-      the labels then lose the right head on seeds 4, 8 and 16-18 (6 of seeds 0-19, against 1
-      without it; docs/head-search.md), so it stays off until the label loop reads purposely
-      chosen rows as such.
+      (`blocks.BlockTest.head_priors`) instead of the labeled rows' (DivDis's prior): a target
+      whose class balance is not the labeled rows' no longer pulls them off it (01 and 05,
+      seeds 0-9: best head 0.990 / 0.983 -> 0.996 / 0.990). Off before the label loop's pattern rule
+      (`Rule.pattern_from`): the labels then lost 03's right head on 6 of seeds 0-19 against 1
+      without it. Under that rule 02 seed 1 and 03 seed 4 still abstain with it, and seeds
+      10-19 of 02 and 03 and fresh seeds 68-72 of 00-03 and 05 score the same both ways
+      (docs/head-search.md). False: the labeled rows' balance for every head.
     pairwise: with more than two classes (a label per pair of classes within the budget, and
       no feature blocks that passed), composite heads follow the usual ones: each couples one
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
@@ -186,7 +187,7 @@ class Config:
     trunk: str = "auto"
     local_patterns: int = 16
     feature_blocks: bool = True
-    block_balance: bool = False
+    block_balance: bool = True
     pairwise: bool = True
     composites: str = "students"
     router_mixtures: int = 0
