@@ -119,11 +119,12 @@ class Config:
       each, hold their target predictions to their block head's class balance on the target
       (`blocks.BlockTest.head_priors`) instead of the labeled rows' (DivDis's prior): a target
       whose class balance is not the labeled rows' no longer pulls them off it (01 and 05,
-      seeds 0-9: best head 0.990 / 0.983 -> 0.996 / 0.990). Off before the label loop's pattern rule
-      (`Rule.pattern_from`): the labels then lost 03's right head on 6 of seeds 0-19 against 1
-      without it. Under that rule 02 seed 1 and 03 seed 4 still abstain with it, and seeds
-      10-19 of 02 and 03 and fresh seeds 68-72 of 00-03 and 05 score the same both ways
-      (docs/head-search.md). False: the labeled rows' balance for every head.
+      seeds 0-9: best head 0.990 / 0.983 -> 0.996 / 0.990). It was off by default until the
+      label loop's pattern rule (`Rule.pattern_from`): before that rule, the labels lost 03's
+      right head on 6 of seeds 0-19 with it against 1 without it. Under that rule, 02 seed 1
+      and 03 seed 4 of seeds 0-9 still abstain with it, while seeds 10-19 of 02 and 03 and
+      fresh seeds 68-72 of 00-03 and 05 score the same both ways (docs/head-search.md).
+      False: the labeled rows' balance for every head.
     pairwise: with more than two classes (a label per pair of classes within the budget, and
       no feature blocks that passed), composite heads follow the usual ones: each couples one
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
