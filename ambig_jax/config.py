@@ -151,6 +151,12 @@ class Config:
       others on the target is left out of the mean: free, and on 23 (seeds 0-9, three
       embedding families) the one pair that missed its ceiling by 5.7 points (relu, seed 6)
       comes within 2 (docs/head-search.md).
+    chain_weight: the hybrid chain's links (each head pushed independent of the frozen head
+      before it) weigh their diversity term this many times `diversity_weight`; the joint pair
+      and other strategies keep `diversity_weight`. A link's mutual information with the head
+      before it is quadratic in a small dependence, while the labeled rows, where the two
+      features agree, pay the link for leaning on the head before it; a heavier weight leaves
+      it a smaller lean (docs/head-search.md, "The chain's links weighed three times").
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
@@ -203,6 +209,7 @@ class Config:
     schedule: str = "constant"
     weight_decay: float = 1e-4
     diversity_weight: float = 1.0
+    chain_weight: float = 1.0
     prior_weight: float = 1.0
     label_smoothing: float = 0.1
     anchor_student: bool = True
@@ -234,6 +241,8 @@ class Config:
             raise ValueError(f"router_mixtures must be >= 0, got {self.router_mixtures}")
         if self.pair_replicates < 1:
             raise ValueError(f"pair_replicates must be >= 1, got {self.pair_replicates}")
+        if self.chain_weight < 0:
+            raise ValueError(f"chain_weight must be >= 0, got {self.chain_weight}")
         if self.num_heads < 1:
             raise ValueError(f"num_heads must be >= 1, got {self.num_heads}")
         if self.steps < 1 or self.shift_steps < 1:

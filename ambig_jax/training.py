@@ -179,6 +179,15 @@ def pushed_heads(config: Config) -> np.ndarray:
     return diversity_edges(config.strategy, config.num_heads).sum(axis=1) > 0
 
 
+def diversity_weights(config: Config) -> np.ndarray:
+    """[H] each head's weight on its diversity term: `diversity_weight`, times `chain_weight`
+    on the hybrid chain's links (one-way edges: a head pushed from the frozen head before it)."""
+    edges = diversity_edges(config.strategy, config.num_heads)
+    link = (edges * (1.0 - edges.T)).sum(axis=1) > 0
+    chain = config.chain_weight if config.strategy == "hybrid" else 1.0
+    return (config.diversity_weight * np.where(link, chain, 1.0)).astype(np.float32)
+
+
 def has_anchor(config: Config) -> bool:
     """Whether head 0 is an ERM anchor: no diversity edge of its own, while other heads are
     pushed (hybrid, seqmi, dbat with two heads or more)."""
@@ -195,14 +204,15 @@ def uses_pool(config: Config) -> bool:
 def make_step(module, optimizer, config: Config):
     """The pure training step `(state, key, data) -> (state, metrics)`.
 
-    Per head h: cross-entropy on labeled data + diversity_weight * its diversity term +
-    prior_weight * KL(prior || its mean pool prediction). Heads that are pushed (have edges)
-    also get label smoothing: without it their predictions saturate on the labeled fit, and
-    a saturated softmax passes no gradient from the diversity term (sets 04 and 05, where a
-    grey half is learnt first, need it). Anchor heads stay plain ERM.
+    Per head h: cross-entropy on labeled data + its weight (`diversity_weights`) * its
+    diversity term + prior_weight * KL(prior || its mean pool prediction). Heads that are
+    pushed (have edges) also get label smoothing: without it their predictions saturate on the
+    labeled fit, and a saturated softmax passes no gradient from the diversity term (sets 04
+    and 05, where a grey half is learnt first, need it). Anchor heads stay plain ERM.
     """
     edges = jnp.asarray(diversity_edges(config.strategy, config.num_heads))
     pushed = jnp.asarray(pushed_heads(config), jnp.float32)  # [H]
+    weights = jnp.asarray(diversity_weights(config))  # [H]
     diversity = (losses.directed_disagreement if config.strategy == "dbat"
                  else losses.directed_mutual_information)
 
@@ -220,7 +230,7 @@ def make_step(module, optimizer, config: Config):
             prior_term = pushed * losses.prior_kl(probs_pool, prior)
         else:  # no head has an edge (erm, the refinement student): both terms are zero
             div = prior_term = jnp.zeros_like(ce)
-        per_head = ce + config.diversity_weight * div + config.prior_weight * prior_term
+        per_head = ce + weights * div + config.prior_weight * prior_term
         right = logits_lab.argmax(-1) == y_lab  # [H, Bl]
         learned = jnp.broadcast_to(y_lab >= 0, right.shape)
         accuracy = (right & learned).sum(-1) / jnp.maximum(learned.sum(-1), 1)

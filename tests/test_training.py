@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from ambig_jax import losses
 from ambig_jax import models
 from ambig_jax import training
 from ambig_jax.config import Config
@@ -37,6 +38,18 @@ def test_diversity_edges():
     expected = np.zeros((5, 5))
     expected[1, 0] = expected[2, 1] = expected[3, 4] = expected[4, 3] = 1
     np.testing.assert_array_equal(hybrid, expected)
+
+
+def test_the_chain_weight_weighs_the_hybrid_chain_links_only():
+    config = Config(strategy="hybrid", num_heads=6, diversity_weight=2.0, chain_weight=3.0)
+    # head 0 (the anchor) has no edge; heads 1-3 are links; 4 and 5 the joint pair
+    np.testing.assert_allclose(training.diversity_weights(config), [2, 6, 6, 6, 2, 2])
+    np.testing.assert_allclose(training.diversity_weights(config.replace(num_heads=2)), [2, 6])
+    for strategy in ("seqmi", "dbat", "divdis"):  # D-BAT's and DivDis's own weighting
+        np.testing.assert_allclose(
+            training.diversity_weights(config.replace(strategy=strategy)), [2] * 6)
+    with pytest.raises(ValueError, match="chain_weight"):
+        Config(chain_weight=-1.0)
 
 
 def test_the_erm_anchor_is_head_zero_of_the_strategies_that_push_the_others():
@@ -149,6 +162,18 @@ def test_each_head_can_hold_its_own_prior():
     assert np.all(after[1:] > before[1:] + 0.02), (before, after)  # the pair heads: class 0
     with pytest.raises(ValueError, match="priors must be"):
         training.train(config, ds, jax.random.key(0), priors=labeled[:2])
+
+
+def test_a_heavier_chain_weight_moves_the_link_alone_towards_independence():
+    """The anchor and the joint pair train bit for bit as before; the link (head 1) ends less
+    dependent on the anchor on the target rows."""
+    ds = as_dataset(generated(0))
+    config = Config(strategy="hybrid", num_heads=4, steps=100, hidden=(16,), batch_pool=128)
+    light, heavy = (training.train(config.replace(chain_weight=w), ds, jax.random.key(0))
+                    .predict_proba(ds.x_target) for w in (1.0, 3.0))
+    np.testing.assert_array_equal(heavy[[0, 2, 3]], light[[0, 2, 3]])
+    dependence = [float(losses.mutual_information_matrix(p, p)[1, 0]) for p in (light, heavy)]
+    assert dependence[1] < 0.9 * dependence[0], dependence
 
 
 @pytest.mark.slow
