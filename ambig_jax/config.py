@@ -156,8 +156,9 @@ class Config:
       and other strategies keep `diversity_weight`. 1 (the default): every edge alike. 3 lifts
       04's best head (a link that leans a little on the grey half) on tuning seeds 0-9 (0.985 ->
       0.989, 9 -> 10 of 10 within 2 points of the ceiling) and leaves 02, 03 and 05 as they
-      were, but on fresh seeds 76-78 it moves 04's links both ways (0.986 -> 0.987), so it is
-      not on (docs/head-search.md, "The chain's links weighed three times").
+      were, but on fresh seeds 76-78 it moves 04's links both ways (0.986 -> 0.987) and 03's
+      heads fall a little on both samples, so it is not on (docs/head-search.md, "The chain's
+      links weighed three times").
     pool: the rows the diversity term sees. The target set by default: there the features
       disagree at rate ~1/2, so the true pair of features is independent; the unlabeled rows
       hold fewer cross pairs, which makes the true pair dependent.
