@@ -229,7 +229,7 @@ def _linear_readout(x, y):
 
 @pytest.mark.parametrize("embedding,dim,dtype", [
     ("tanh", generator.EMBED_DIM, np.float64), ("relu", 2 * generator.EMBED_DIM, np.float32),
-    ("conv", 128, np.float32)])
+    ("conv", 128, np.float32), ("trained", 64, np.float32), ("pca", 50, np.float32)])
 def test_embedding_families_embed_the_same_pairs(gen, embedding, dim, dtype):
     g, default = generator.generate(23, 0, embedding=embedding), gen(23)
     for split in generator.SPLITS:

@@ -38,10 +38,14 @@ EMBED_DIM = 99  # the originals hold 792 bytes per row: 99 float64 (or 198 float
 # another one than ours): "tanh" (the default), tanh(x W + b) of the pixels, 99 float64;
 # "relu", max(x W + b, 0), 198 float32; "conv", the penultimate layer of a small random
 # convolutional net (two 3x3 ReLU convolutions with max pooling, then a ReLU dense layer),
-# 128 float32. The family changes the embedding only: the digits are the same.
-EMBEDDINGS = ("tanh", "relu", "conv")
+# 128 float32; and two fitted to pairs of MNIST *test* digits (never a digit of the sets):
+# "trained", the last hidden layer of an MLP briefly trained to name both digits of a pair,
+# 64 float32; "pca", the pairs' first 50 principal components (linear), float32. The family
+# changes the embedding only: the digits are the same.
+EMBEDDINGS = ("tanh", "relu", "conv", "trained", "pca")
 EMBEDDING_HELP = "Family of sets 23 and 456's embedding: tanh (99 float64), relu (198 float32), " \
-                 "conv (128 float32, a random conv net's penultimate layer)."
+                 "conv (128 float32, a random conv net's penultimate layer), trained (64 " \
+                 "float32, a briefly trained MLP's last hidden layer), pca (50 float32, linear)."
 SPLITS = ("labeled", "unlabeled", "target")
 
 
@@ -204,7 +208,64 @@ def _conv_embedding(rng, image_shape=(28, 56), widths=(16, 32), dim=128, chunk=5
     return embed
 
 
-def _family_embedding(embedding, seed, dataset_id):
+def _reference_pairs(rng, n, mnist_dir):
+    """n noisy pairs of MNIST *test* digits of every class, side by side, flat [n, 28 * 56],
+    and both digits' classes [n, 2]: what the fitted families are fitted on (the sets' digits
+    all come from the training split)."""
+    images, labels = mnist.load_mnist("test", mnist_dir)
+    idx = rng.integers(0, len(labels), (n, 2))
+    pairs = _side_by_side(_noisy_digits(rng, images, idx[:, 0]),
+                          _noisy_digits(rng, images, idx[:, 1]))
+    return pairs.reshape(n, -1), labels[idx].astype(np.int64)
+
+
+def _pca_embedding(rng, mnist_dir, dim=50, n=10000):
+    """A linear embedding: the first `dim` principal components of reference pairs."""
+    x, _ = _reference_pairs(rng, n, mnist_dir)
+    mean = x.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov(x - mean, rowvar=False))  # ascending eigenvalues
+    w = vectors[:, ::-1][:, :dim]
+    return lambda z: ((z.reshape(len(z), -1) - mean) @ w).astype(np.float32)
+
+
+def _trained_embedding(rng, mnist_dir, dim=64, hidden=256, n=20000, epochs=2, batch=128,
+                       learning_rate=1e-3):
+    """The last hidden layer of an MLP [28 * 56 -> hidden -> dim] (ReLU), trained for `epochs`
+    with Adam to name both digits of reference pairs (a 10-way softmax each)."""
+    x, y = _reference_pairs(rng, n, mnist_dir)
+    x = x.astype(np.float32)
+    shapes = [(x.shape[1], hidden), (hidden,), (hidden, dim), (dim,), (dim, 20), (20,)]
+    params = [rng.normal(0.0, np.sqrt(2.0 / s[0]), s).astype(np.float32) if len(s) == 2
+              else np.zeros(s, np.float32) for s in shapes]  # He initialisation
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+
+    def forward(p, xb):
+        h1 = np.maximum(xb @ p[0] + p[1], 0.0)
+        return h1, np.maximum(h1 @ p[2] + p[3], 0.0)
+
+    step = 0
+    for _ in range(epochs):
+        for rows in np.array_split(rng.permutation(n), n // batch):
+            xb, yb = x[rows], y[rows]
+            h1, h2 = forward(params, xb)
+            logits = (h2 @ params[4] + params[5]).reshape(len(rows), 2, 10)
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            probs[np.arange(len(rows))[:, None], [0, 1], yb] -= 1.0  # d(cross-entropy)/d logits
+            g_out = probs.reshape(len(rows), 20) / len(rows)
+            g_h2 = (g_out @ params[4].T) * (h2 > 0)
+            g_h1 = (g_h2 @ params[2].T) * (h1 > 0)
+            grads = [xb.T @ g_h1, g_h1.sum(0), h1.T @ g_h2, g_h2.sum(0), h2.T @ g_out, g_out.sum(0)]
+            step += 1
+            for p, g, (m, v) in zip(params, grads, moments):  # Adam, in place
+                m += 0.1 * (g - m)
+                v += 0.001 * (g * g - v)
+                p -= learning_rate * (m / (1 - 0.9 ** step)) / (
+                    np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
+    return lambda z: forward(params, z.reshape(len(z), -1).astype(np.float32))[1]
+
+
+def _family_embedding(embedding, seed, dataset_id, mnist_dir=None):
     """The `embedding` family's embedding of set `dataset_id`, drawn from a stream of its own
     (the default "tanh" is drawn from the generator's stream, and stays as it always was)."""
     rng = np.random.default_rng([seed, dataset_id, EMBEDDINGS.index(embedding)])
@@ -212,6 +273,10 @@ def _family_embedding(embedding, seed, dataset_id):
         return _relu_embedding(rng, 28 * 56)
     if embedding == "conv":
         return _conv_embedding(rng)
+    if embedding == "trained":
+        return _trained_embedding(rng, mnist_dir)
+    if embedding == "pca":
+        return _pca_embedding(rng, mnist_dir)
     raise ValueError(f"unknown embedding {embedding!r}; use one of {EMBEDDINGS}")
 
 
@@ -321,7 +386,7 @@ def generate(dataset_id: int, seed: int, mnist_dir=None, embedding: str = "tanh"
              "exemplars": np.array([rng.choice(np.flatnonzero(labels == c)) for c in classes]),
              "embed": _embedding(rng, 28 * 56)}  # drawn for every family: the same digits
     if embedding != "tanh":
-        fixed["embed"] = _family_embedding(embedding, seed, dataset_id)
+        fixed["embed"] = _family_embedding(embedding, seed, dataset_id, mnist_dir)
 
     x, y, meta = {}, {}, {}
     for split in SPLITS:
