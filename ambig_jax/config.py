@@ -151,6 +151,13 @@ class Config:
       others on the target is left out of the mean: free, and on 23 (seeds 0-9, three
       embedding families) the one pair that missed its ceiling by 5.7 points (relu, seed 6)
       comes within 2 (docs/head-search.md).
+    pair_agreeing_rows: each pair of classes' pool (its routed target rows, where the
+      diversity term reads) is filled with labeled rows of its two classes up to the target's
+      rows whose two features are both in the pair (`pairwise.agreeing_rows`). The router
+      sends a row whose features agree to one pair of its class only, so a pair's pool can be
+      mostly rows whose features differ, where the true pair of features is far from
+      independent and the pair's heads mix them. 456, seeds 0-9, every embedding family: figures in
+      docs/head-search.md ("A pair's pool without the rows whose features agree").
     chain_weight: the hybrid chain's links (each head pushed independent of the frozen head
       before it) weigh their diversity term this many times `diversity_weight`; the joint pair
       and other strategies keep `diversity_weight`. 1 (the default): every edge alike. 3 lifts
@@ -202,6 +209,7 @@ class Config:
     router_mixtures: int = 0
     pair_replicates: int = 3
     pair_drop_outlier: bool = True
+    pair_agreeing_rows: bool = True
     hidden: tuple[int, ...] = (256, 128)
     steps: int = 400
     batch_labeled: int = 128

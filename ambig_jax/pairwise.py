@@ -94,6 +94,28 @@ def route(probs: np.ndarray, pairs) -> np.ndarray:
     return np.array([index[(a, b)] for a, b in top], np.int64)
 
 
+def agreeing_rows(dataset: Dataset, pair: tuple[int, int], routed: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Indices of labeled rows of the pair's two classes, drawn without replacement, that fill
+    the pair's pool of `routed` target rows up to the target rows whose two features are both
+    in the pair: target rows x (q_a + q_b)^2, q the labeled rows' class balance (the target
+    is decorrelated: its rows' two features are independent, each of balance q).
+
+    Why. The router sends a row whose two features agree (class a twice) to one pair of class
+    a only, by its second likeliest class, which is noise there; so a pair's routed target rows
+    can be mostly the rows whose features are its two classes in either order. There the two
+    features always differ: the true pair of heads is far from independent, and the joint pair
+    mixes them (DivDis's pitfall at a cross rate far from 1/2, HACKATHON.md). The rows it lacks
+    are rows whose features agree, and a labeled row is one by construction (456, seeds 0-9:
+    docs/head-search.md, "A pair's pool without the rows whose features agree").
+    """
+    prior = np.bincount(dataset.y_labeled, minlength=dataset.num_classes) / len(dataset.y_labeled)
+    whole = int(round(len(dataset.x_target) * (prior[pair[0]] + prior[pair[1]]) ** 2))
+    labeled = np.flatnonzero(np.isin(dataset.y_labeled, pair))
+    count = min(max(whole - routed, 0), len(labeled))
+    return np.sort(rng.choice(labeled, count, replace=False))
+
+
 def mixtures(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, count: int
              ) -> tuple[np.ndarray, np.ndarray]:
     """`count` half-and-half mixtures of two rows of x [N, ...] of different classes y [N],
@@ -222,7 +244,8 @@ class PairwiseHeads:
       pairs: (a, b) class indices of each binary problem.
       router: the ERM ensemble that routes rows to pairs.
       members: one two-head ensemble per pair; class 0 is a, class 1 is b.
-      routed: [P, 3] labeled, unlabeled and target rows each pair trained on.
+      routed: [P, 4] labeled, unlabeled and target rows each pair trained on, and the
+        labeled rows whose features agree added to its pool (`agreeing_rows`).
       scores: [2^P] each composite's consistency on the target rows (`consistency`).
       kept: the composites that follow the usual heads, in `orientations` order.
       students: the kept composites' students, one head each, trained together
@@ -308,7 +331,8 @@ class PairwiseHeads:
 
     def describe(self) -> str:
         routed = "; ".join(f"{a}|{b}: {t} target, {u} unlabeled, {lab} labeled rows"
-                           for (a, b), (lab, u, t) in zip(self.pairs, self.routed))
+                           + (f", {agree} agreeing in its pool" if agree else "")
+                           for (a, b), (lab, u, t, agree) in zip(self.pairs, self.routed))
         order = np.argsort(-self.scores, kind="stable")
         ranked = ", ".join(f"{''.join(map(str, orientations(len(self.pairs))[c]))} "
                            f"{self.scores[c]:+.2f}" for c in order)
@@ -318,12 +342,14 @@ class PairwiseHeads:
 def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
                 plain: training.TrainedEnsemble) -> PairwiseHeads:
     """Trains the router, then one joint DivDis pair per pair of classes on the rows routed
-    to it (module docstring), each averaged over `config.pair_replicates` starts
-    (`training.replicate_pair`), scores the composites' consistency on the target rows, and
-    puts the kept ones (`Config.composites`) after the `plain` heads; the keys are
+    to it (module docstring), its pool joined by labeled rows whose features agree
+    (`agreeing_rows`, `Config.pair_agreeing_rows`), each averaged over `config.pair_replicates`
+    starts (`training.replicate_pair`), scores the composites' consistency on the target rows,
+    and puts the kept ones (`Config.composites`) after the `plain` heads; the keys are
     `fold_in(key, p)` for pair p, `fold_in(key, P)` for the router, `fold_in(key, P + 1 + p)`
-    for pair p's further starts, `fold_in(key, 2 P + 1)` for the router's mixtures and
-    `fold_in(key, 2 P + 2)` for the kept composites' students.
+    for pair p's further starts, `fold_in(key, 2 P + 1)` for the router's mixtures,
+    `fold_in(key, 2 P + 2)` for the kept composites' students and `fold_in(key, 2 P + 3)` for
+    the agreeing rows.
 
     Raises:
       EmptyPair: no target row is routed to some pair (say, a target without one class).
@@ -349,6 +375,10 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
             raise EmptyPair(f"no target row routed to classes {dataset.classes[a]} and "
                             f"{dataset.classes[b]}")
     pair_config = config.replace(strategy="divdis", num_heads=PAIR_HEADS)
+    rng = training.numpy_rng(jax.random.fold_in(key, 2 * len(pairs) + 3))
+    agreeing = [agreeing_rows(dataset, pair, int(target.sum()), rng)
+                if config.pair_agreeing_rows else np.zeros(0, np.int64)
+                for pair, (_, _, target) in zip(pairs, rows)]
     members = []
     for p, ((a, b), (labeled, unlabeled, target)) in enumerate(zip(pairs, rows)):
         binary = dataclasses.replace(
@@ -357,13 +387,15 @@ def train_pairs(config: Config, dataset: Dataset, key: jax.Array,
             # the pool falls back to the target rows where no unlabeled row is routed here
             x_unlabeled=dataset.x_unlabeled[unlabeled] if unlabeled.any()
             else dataset.x_target[target],
-            x_target=dataset.x_target[target], classes=dataset.classes[[a, b]])
+            x_target=np.concatenate([dataset.x_target[target], dataset.x_labeled[agreeing[p]]]),
+            classes=dataset.classes[[a, b]])
         desc = f"[{dataset.name}] pair {dataset.classes[a]}|{dataset.classes[b]}"
         member = training.train(pair_config, binary, jax.random.fold_in(key, p), desc=desc)
         members.append(training.replicate_pair(
             member, binary, jax.random.fold_in(key, len(pairs) + 1 + p), config.pair_replicates,
             (0, 1), desc=desc))
-    routed = [[int(mask.sum()) for mask in masks] for masks in rows]
+    routed = [[int(mask.sum()) for mask in masks] + [len(extra)]
+              for masks, extra in zip(rows, agreeing)]
     beats = pair_beats(members, dataset.x_target)
     scores = consistency(cross_reading(beats, pairs, to_pair["target"]))
     kept = (tuple(range(len(scores))) if config.composites == "all"

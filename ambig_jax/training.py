@@ -301,7 +301,8 @@ MOST_CHUNKS = 50  # chunks of a training run: the progress bar moves between the
 # only in these share one compilation.
 _NOT_COMPILED = ("seed", "budget", "refine", "refine_drop", "refine_by_rival", "shift_test",
                  "shift_steps", "rule", "trunk", "local_patterns", "feature_blocks",
-                 "block_balance", "pairwise", "pair_replicates", "pair_drop_outlier")
+                 "block_balance", "pairwise", "pair_replicates", "pair_drop_outlier",
+                 "pair_agreeing_rows")
 
 
 def chunk_length(steps: int, most_chunks: int | None = None) -> int:

@@ -10,6 +10,7 @@ from ambig_jax import challenge
 from ambig_jax import pairwise
 from ambig_jax import pipeline
 from ambig_jax import refinement
+from ambig_jax import training
 from ambig_jax.config import PRESETS
 from ambig_jax.datasets import catalog
 from ambig_jax.datasets import generator
@@ -87,6 +88,58 @@ def test_mixtures_halve_two_rows_of_different_classes_and_label_each_half():
         (0, 1), (0, 2), (1, 2)}
     one_class, none = pairwise.mixtures(x, np.zeros(4, np.int32), np.random.default_rng(0), 5)
     assert one_class.shape == (0, 2) and none.shape == (0,)
+
+
+def test_agreeing_rows_fill_a_pools_routed_rows_up_to_the_rows_of_its_two_classes():
+    dataset = as_dataset(three_class_set())
+    prior = np.bincount(dataset.y_labeled, minlength=3) / len(dataset.y_labeled)
+    for pair in pairwise.class_pairs(3):
+        # 600 target rows, each class about a third: about 600 * 4/9 have both features in the pair
+        whole = round(600 * (prior[pair[0]] + prior[pair[1]]) ** 2)
+        assert 220 < whole < 310
+        for routed in (0, 100, whole, whole + 50):
+            rows = pairwise.agreeing_rows(dataset, pair, routed, np.random.default_rng(0))
+            assert len(rows) == max(whole - routed, 0) and len(np.unique(rows)) == len(rows)
+            assert np.isin(dataset.y_labeled[rows], pair).all()
+        rows = pairwise.agreeing_rows(dataset, pair, 0, np.random.default_rng(0))
+        assert set(dataset.y_labeled[rows]) == set(pair)
+    # never more rows than the labeled ones of the pair
+    many = dataclasses.replace(dataset, x_target=np.concatenate([dataset.x_target] * 20))
+    rows = pairwise.agreeing_rows(many, (0, 1), 0, np.random.default_rng(0))
+    assert len(rows) == np.isin(dataset.y_labeled, (0, 1)).sum()
+    # with two classes every target row is in the pair: nothing is missing
+    two = loader.from_arrays(catalog.CATALOG[0], dataset.x_labeled, dataset.y_labeled % 2,
+                             dataset.x_unlabeled, dataset.x_target)
+    assert len(pairwise.agreeing_rows(two, (0, 1), 600, np.random.default_rng(0))) == 0
+
+
+def test_rows_whose_features_agree_unmix_a_pair_whose_pool_is_mostly_cross_rows():
+    """A pair's routed rows can be mostly rows whose two features differ (85% here). There the
+    true pair of heads always disagrees, far from independent, and DivDis's pair mixes the
+    features; labeled rows, whose features agree, bring it back (`agreeing_rows`)."""
+    rng = np.random.default_rng(0)
+    code = np.array([[1.0, -1.0, 0.5, 0.0], [-1.0, 1.0, 0.0, 0.5]])
+
+    def rows(a, b):
+        x = np.concatenate([code[a], code[b]], axis=1) + rng.normal(0, 0.4, (len(a), 8))
+        return x.astype(np.float32)
+
+    a = rng.integers(0, 2, 600)
+    left = rng.integers(0, 2, 600)
+    cross = rng.random(600) < 0.85
+    right = np.where(cross, 1 - left, left)
+    labeled, pool = rows(a, a), rows(left, right)
+    config = PRESETS["smoke"].replace(strategy="divdis", num_heads=2, feature_blocks=False)
+    reads = {}
+    for extra in (False, True):
+        target = np.concatenate([pool, labeled[:300]]) if extra else pool
+        dataset = loader.from_arrays(catalog.CATALOG[0], labeled, a, pool, target)
+        heads = training.train(config, dataset, jax.random.key(0)).predict_proba(pool).argmax(-1)
+        # each head's share of the cross rows on which it reads its own feature
+        reads[extra] = sorted(max((h == left)[cross].mean(), (h == right)[cross].mean())
+                              for h in heads)
+    assert reads[False][0] < 0.9  # 0.84: a mixture
+    assert reads[True][0] > 0.97  # 0.99 both
 
 
 def test_couple_by_hand():
@@ -205,6 +258,13 @@ def test_composites_follow_the_usual_heads_and_read_each_feature():
     # a labeled row trains the two pairs of its class; a target row, the pair it is routed to
     assert heads.routed[:, 0].sum() == 1200 and heads.routed[:, 2].sum() == 600
     assert (heads.routed[:, 2] > 50).all()
+    # each pair's pool is filled up with labeled rows whose features agree (`agreeing_rows`)
+    prior = np.bincount(dataset.y_labeled, minlength=3) / len(dataset.y_labeled)
+    whole = [round(600 * (prior[a] + prior[b]) ** 2) for a, b in heads.pairs]
+    np.testing.assert_array_equal(heads.routed[:, 2] + heads.routed[:, 3],
+                                  np.maximum(heads.routed[:, 2], whole))
+    assert heads.routed[:, 3].sum() > 100
+    assert "agreeing in its pool" in lines[-1]
     feature_a = dataset.to_index(generated.y["target"])
     feature_b = dataset.to_index(generated.meta["target"]["spurious"])
     every = heads.composites(dataset.x_target)
