@@ -15,7 +15,9 @@ How. Restricted to the rows whose two features are a and b, the problem is binar
      either class (`mixtures`): 80% on 456, but not yet a better score (docs/head-search.md).
   2. For each pair {a, b}: a binary set (the labeled rows of a and b, the unlabeled and target
      rows the router puts in {a, b}) and a joint DivDis pair trained on it: the two
-     explanations of "a or b", as on a two-class set.
+     explanations of "a or b", as on a two-class set. The router sends a row whose features
+     agree to one pair of its class only, so each pair's pool is filled with labeled rows of
+     a and b (rows whose features agree) up to its share of the target (`agreeing_rows`).
   3. Composite heads: one per choice of one head of each pair (2^P for P pairs). A composite's
      class probabilities on any row couple its P binary heads, p_k ∝ prod_j p(k beats j),
      over every target row: a head that reads the left digit keeps reading it on rows routed
