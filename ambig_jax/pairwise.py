@@ -111,7 +111,7 @@ def agreeing_rows(dataset: Dataset, pair: tuple[int, int], routed: int,
     are rows whose features agree, and a labeled row is one by construction (456, seeds 0-9:
     docs/head-search.md, "A pair's pool without the rows whose features agree").
     """
-    prior = np.bincount(dataset.y_labeled, minlength=dataset.num_classes) / len(dataset.y_labeled)
+    prior = training.labeled_prior(dataset)
     whole = int(round(len(dataset.x_target) * (prior[pair[0]] + prior[pair[1]]) ** 2))
     labeled = np.flatnonzero(np.isin(dataset.y_labeled, pair))
     count = min(max(whole - routed, 0), len(labeled))
