@@ -23,6 +23,13 @@ the boundary between them. A head that sees one block can only be that block's f
 Where each input feature carries both features (the embeddings of 23 and 456, the summed digits
 of 06-08) the block heads read the same mixture, agree on the target, and nothing changes.
 
+A split can pass and still leak: where each input weighs both features (a linear embedding's
+components), no cut separates them, and a head that sees one block misses what of its feature
+the other block holds. The test measures that (`leaks`: a member on the other block foretelling
+each block head's target classes); where it is at least moderate (`BlockTest.leaky`), the joint
+pair stands for its two students, which see every input (`Config.block_students`,
+`refinement.with_pair_students`).
+
 A block's inputs are distributed alike on the labeled rows and the target (the shift is in how
 the two blocks go together), so if the label is the feature of a block, held-out labeled rows
 are a fair sample of the target for a head that sees that block alone. Where the blocks pass,
@@ -48,6 +55,7 @@ from ambig_jax.disambiguation import HeldOut
 # Cut points of Landis & Koch's scale of agreement (1977), not fitted to these sets:
 INDEPENDENT_KAPPA = 0.2  # at most "slight" agreement on the target
 AGREEING_KAPPA = 0.6  # at least "substantial" agreement on the labeled rows
+LEAKING_KAPPA = 0.4  # at least "moderate": the other block foretells a block's feature (`leaks`)
 MOST_FEATURES = 2048  # inputs wider than this are not split (D alone would be F^2 floats)
 
 
@@ -124,12 +132,21 @@ class BlockTest:
     held_out_rows: int = 0
     # each block head's share of target rows in each class: its feature's class balance there
     target_balance: tuple[tuple[float, ...], ...] = ()
+    # when independent: how much of each block head's feature the other block carries on the
+    # target (`leaks`)
+    leaks: tuple[float, ...] = ()
 
     @property
     def independent(self) -> bool:
         """The blocks are two explanations of the labels: their heads agree on the labeled rows
         and not on the target."""
         return self.labeled_kappa > AGREEING_KAPPA and self.kappa < INDEPENDENT_KAPPA
+
+    @property
+    def leaky(self) -> bool:
+        """Independent blocks one of whose features the other block foretells at least at
+        moderate agreement (`leaks`): a head that sees one block misses part of its feature."""
+        return self.independent and max(self.leaks, default=0.0) >= LEAKING_KAPPA
 
     def describe(self) -> str:
         sizes = f"{int(self.block.sum())} + {int((~self.block).sum())} features"
@@ -144,8 +161,13 @@ class BlockTest:
         if self.independent and self.target_balance:
             balance = ("; their class shares on the target " + " and ".join(
                 "/".join(f"{share:.2f}" for share in head) for head in self.target_balance))
+        leaks = ""
+        if self.leaks:
+            leaks = (f"; the other block foretells each head's target classes at kappa "
+                     f"{' and '.join(f'{k:.2f}' for k in self.leaks)}"
+                     f"{': leaky' if self.leaky else ''}")
         return (f"blocks of {sizes}, their heads' kappa {self.labeled_kappa:.2f} on the labeled "
-                f"rows, {self.kappa:.2f} on the target: {verdict}{held_out}{balance}")
+                f"rows, {self.kappa:.2f} on the target: {verdict}{held_out}{balance}{leaks}")
 
     def head_masks(self, config: Config) -> np.ndarray | None:
         """[H, *S] float32 input masks: the joint pair's two heads see one block each, every
@@ -237,6 +259,39 @@ def applies(config: Config, dataset: Dataset) -> bool:
             and 2 <= features <= MOST_FEATURES)
 
 
+def leaks(config: Config, dataset: Dataset, block: np.ndarray, classes: np.ndarray,
+          key: jax.Array) -> tuple[float, float]:
+    """How much of each block head's feature the other block carries on the target: for block
+    b, one ERM member that sees the other block learns b's head's classes on half the target
+    rows, and its agreement with them on the other half (Cohen's kappa) is b's leak.
+
+    On the target the two features are independent, so where each block holds one feature
+    only, the other block cannot foretell it (kappa about 0: the toy set's two coordinates,
+    01's two digits; at most 0.29 on 02 and 05, whose blocks hold a few hundred pixels of the
+    other half). Where inputs weigh both features (a linear embedding's components: 0.32-0.64
+    on 23 and 456's `pca` family; 03's halves, each the digit or the picture row by row: up
+    to 0.55), no cut separates them, and a head that sees one block misses the part of its
+    feature that the other holds (docs/head-search.md).
+
+    Args:
+      config: the run's configuration (steps, backbone).
+      dataset: the (encoded) data set; its target labels are never read.
+      block: [*S] bool, the first block.
+      classes: [2, N] each block head's classes on the target rows.
+      key: PRNG key of the members and of the halves.
+    """
+    half = training.numpy_rng(key).permutation(len(dataset.x_target)) % 2 == 0
+    kappas = []
+    for b, other in enumerate((~block, block)):
+        member = training.train_member(config, dataset, dataset.x_target[half], classes[b][half],
+                                       jax.random.fold_in(key, b),
+                                       desc=f"[{dataset.name}] block {b + 1}'s leak",
+                                       masks=other[None].astype(np.float32))
+        foretold = member.predict_proba(dataset.x_target[~half])[0].argmax(-1)
+        kappas.append(cohen_kappa(foretold, classes[b][~half], dataset.num_classes))
+    return tuple(kappas)
+
+
 def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
     """Splits the inputs into two blocks and trains one ERM head on each (two
     members of one ensemble, with the run's steps); regroups the inputs by those heads
@@ -273,5 +328,7 @@ def test_blocks(config: Config, dataset: Dataset, key: jax.Array) -> BlockTest:
                                                        y_labeled=dataset.y_labeled[half]))
         hits = heads.predict_proba(dataset.x_labeled[~half]).argmax(-1) == dataset.y_labeled[~half]
         found = dataclasses.replace(found, held_out_correct=tuple(int(h) for h in hits.sum(1)),
-                                    held_out_rows=int((~half).sum()))
+                                    held_out_rows=int((~half).sum()),
+                                    leaks=leaks(config, dataset, block, target_probs.argmax(-1),
+                                                jax.random.fold_in(key, 1)))
     return dataclasses.replace(found, seconds=time.perf_counter() - start)

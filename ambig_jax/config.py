@@ -125,6 +125,14 @@ class Config:
       and 03 seed 4 of seeds 0-9 still abstain with it, while seeds 10-19 of 02 and 03 and
       fresh seeds 68-72 of 00-03 and 05 score the same both ways (docs/head-search.md).
       False: the labeled rows' balance for every head.
+    block_students: where the feature blocks passed but leak (the other block foretells a
+      block head's target classes beyond slight agreement, `blocks.BlockTest.leaky`: inputs
+      that each weigh both features, as a linear embedding's components do), the joint pair's
+      heads, which see one block each, stand for their two students, which see every input
+      and learn together on their confident target rows and the labeled rows
+      (`refinement.with_pair_students`); the refinement of one of them learns with the other,
+      and no refinement student is held to one block (docs/head-search.md). One two-head
+      training where the blocks leak; none elsewhere.
     pairwise: with more than two classes (a label per pair of classes within the budget, and
       no feature blocks that passed), composite heads follow the usual ones: each couples one
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest
@@ -134,7 +142,7 @@ class Config:
       consistent composite and its complement, the two that read one feature each (the pair
       heads that read one side agree across pairs, `pairwise.cross_reading`), each replaced
       by its student, a plain head trained on its confident target rows, with the
-      composite's doubt (`pairwise.with_teacher_doubt`); "consistent": those two composites
+      composite's doubt (`training.with_teacher_doubt`); "consistent": those two composites
       themselves; "all": every composite (2^P), as before 2026-12-04 (docs/head-search.md).
     router_mixtures: the pairwise router also learns this many half-and-half mixtures of two
       labeled rows of different classes per labeled row, each labeled once with either class
@@ -204,6 +212,7 @@ class Config:
     local_patterns: int = 16
     feature_blocks: bool = True
     block_balance: bool = True
+    block_students: bool = True
     pairwise: bool = True
     composites: str = "students"
     router_mixtures: int = 0

@@ -37,10 +37,11 @@ How. Restricted to the rows whose two features are a and b, the problem is binar
   5. Students (`Config.composites`, "students" by default): each of those two is replaced by
      a student trained on its confident target rows (as the refinement does), which sees
      every row where the pair heads saw a third: 1 point better on 456. A student learned
-     those rows as certain, so it carries its composite's doubt (`with_teacher_doubt`): its
-     classes, the composite's probabilities. With its own, sure ones, one label on a row
-     where it guessed dropped it, and the decisions suffered; with the composite's, the labels
-     went as for the composites on 56 of 60 runs (docs/head-search.md). The two students
+     those rows as certain, so it carries its composite's doubt
+     (`training.with_teacher_doubt`): its classes, the composite's probabilities. With its
+     own, sure ones, one label on a row where it guessed dropped it, and the decisions
+     suffered; with the composite's, the labels went as for the composites on 56 of 60 runs
+     (docs/head-search.md). The two students
      learn together, with the diversity term between them on the target rows
      (`refinement.train_students`): a composite that reads one digit slips to the other's
      class on some rows, a student alone learns those slips back, and they make the two
@@ -213,19 +214,6 @@ def pure_composites(scores: np.ndarray) -> tuple[int, int]:
     return best, len(scores) - 1 - best
 
 
-def with_teacher_doubt(teacher: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """[N, C]: a student's predicted `classes` [N] with its teacher's doubt: the teacher's
-    probabilities `teacher` [N, C], its largest swapped onto the student's class where the two
-    disagree. A student learned its teacher's confident rows as certain, so its own probability
-    says nothing of how likely it is right; the teacher's does."""
-    rows = np.arange(len(teacher))
-    taught = teacher.argmax(-1)
-    doubted = teacher.copy()
-    doubted[rows, classes] = teacher[rows, taught]
-    doubted[rows, taught] = teacher[rows, classes]
-    return doubted
-
-
 def pair_beats(members, x: np.ndarray) -> np.ndarray:
     """[P, PAIR_HEADS, N] each pair head's p(a rather than b) on raw inputs x [N, *S], from
     the pairs' two-head ensembles `members`, label smoothing's ceiling undone (the heads are
@@ -252,7 +240,7 @@ class PairwiseHeads:
       kept: the composites that follow the usual heads, in `orientations` order.
       students: the kept composites' students, one head each, trained together
         (`refinement.train_students`): head k learned composite k's confident target rows and
-        stands for it with its doubt ("students", `with_teacher_doubt`); None where the
+        stands for it with its doubt ("students", `training.with_teacher_doubt`); None where the
         composites stand for themselves.
     """
     config: Config
@@ -265,6 +253,7 @@ class PairwiseHeads:
     kept: tuple[int, ...]
     students: training.TrainedEnsemble | None = None
     masks: None = None  # every head sees every input
+    student_masks: None = None  # and so does every refinement student
 
     @property
     def num_classes(self) -> int:
@@ -308,11 +297,12 @@ class PairwiseHeads:
 
     def kept_heads(self, x: np.ndarray) -> np.ndarray:
         """[K, N, C]: the kept composites' probabilities on x [N, *S], or their students'
-        predictions with the composites' doubt (`with_teacher_doubt`)."""
+        predictions with the composites' doubt (`training.with_teacher_doubt`)."""
         kept = self.composites(x)[list(self.kept)]
         if self.students is not None:
             classes = self.students.predict_proba(x).argmax(-1)
-            return np.stack([with_teacher_doubt(teacher, c) for teacher, c in zip(kept, classes)])
+            return np.stack([training.with_teacher_doubt(teacher, c)
+                             for teacher, c in zip(kept, classes)])
         return kept
 
     def complement(self, head: int) -> int | None:

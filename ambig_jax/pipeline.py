@@ -66,6 +66,12 @@ def anchor_key(train_key: jax.Array) -> jax.Array:
     return jax.random.fold_in(train_key, 6)
 
 
+def pair_students_key(train_key: jax.Array) -> jax.Array:
+    """The key of the joint pair's students where the blocks leak (`Config.block_students`),
+    from the heads' key."""
+    return jax.random.fold_in(train_key, 7)
+
+
 def shift_key(seed: int) -> jax.Array:
     """The key of the run's shift test."""
     return jax.random.fold_in(run_keys(seed)[0], 2)
@@ -78,7 +84,8 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
     """The heads of a run on an (encoded) data set: the feature blocks' test where it applies
     (`blocks`), then the ensemble, its ERM anchor replaced by its student
     (`config.anchor_student`), its joint pair on one block each if the blocks passed (held
-    to its block's target class balance with `config.block_balance`); if
+    to its block's target class balance with `config.block_balance`; where the blocks leak,
+    standing for its students, which see every input, `config.block_students`); if
     they did not, the joint pair averaged over `config.pair_replicates` starts
     (`training.replicate_pair`) and, with more than two classes, the pairwise composites after
     the ensemble's heads (`pairwise`). Where the target is not `shifted` (the shift test), the
@@ -107,6 +114,12 @@ def train_heads(config: Config, dataset: Dataset, key: jax.Array, log=print,
             f"rows{' and the labeled rows' if unshifted else ''}: {changed} of "
             f"{len(anchor)} target predictions changed "
             f"({student.train_seconds + student.compile_seconds:.1f}s)")
+    if config.block_students and masks is not None and blocks.leaky:
+        ensemble = refinement_lib.with_pair_students(config, dataset, ensemble,
+                                                     pair_students_key(key))
+        students = ensemble.pair_students
+        log(f"[{dataset.name}] the blocks leak: the joint pair's heads are their students, "
+            f"which see every input ({students.train_seconds + students.compile_seconds:.1f}s)")
     pair = training.joint_pair(config)
     # the heads that see every input may mix the two features; where they can be kept (a
     # shifted target), further starts and composites are trained against that
@@ -149,8 +162,8 @@ def refine_head(config: Config, dataset: Dataset,
     Args:
       config: the run's configuration.
       dataset: the (encoded) data set.
-      ensemble: the heads (their input masks, `blocks`; a kept student's complement,
-        `pairwise`).
+      ensemble: the heads (the masks its students may follow, `blocks`; a kept student's
+        complement, `pairwise` and the block pair's students).
       probs: [H, N, C] every head's calibrated probabilities on the target rows.
       head: the kept head.
       revealed: target row -> class index, the labels asked.
@@ -158,9 +171,8 @@ def refine_head(config: Config, dataset: Dataset,
       unshifted: the target is drawn like the labeled rows (`anchor_held_out` is not None).
     """
     classes = probs.argmax(-1)
-    mask = blocks_lib.kept_block(ensemble.masks, classes, head, dataset.num_classes)
-    complement = (ensemble.complement(head) if isinstance(ensemble, pairwise.PairwiseHeads)
-                  else None)
+    mask = blocks_lib.kept_block(ensemble.student_masks, classes, head, dataset.num_classes)
+    complement = ensemble.complement(head)
     rival = (refinement_lib.rival(classes, head, dataset.num_classes)
              if config.refine_by_rival else None)
     # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and

@@ -149,10 +149,45 @@ def with_anchor_student(config: Config, dataset: Dataset, ensemble: training.Tra
     anchor = ensemble.predict_proba(dataset.x_target)[0]
     student, _ = train_student(config, dataset, anchor, key, with_labeled=with_labeled,
                                desc="anchor's student")
+    return _with_student(ensemble, "anchor_student", student)
+
+
+def _with_student(ensemble: training.TrainedEnsemble, field: str,
+                  student: training.TrainedEnsemble) -> training.TrainedEnsemble:
+    """`ensemble` with `student` as its `field` (`anchor_student`, `pair_students`); its timings
+    include the student's."""
     return dataclasses.replace(
-        ensemble, anchor_student=student,
+        ensemble, **{field: student},
         compile_seconds=ensemble.compile_seconds + student.compile_seconds,
         train_seconds=ensemble.train_seconds + student.train_seconds)
+
+
+def with_pair_students(config: Config, dataset: Dataset, ensemble: training.TrainedEnsemble,
+                       key: jax.Array) -> training.TrainedEnsemble:
+    """`ensemble` whose joint pair, whose heads see one block each, stands for its two students
+    (`Config.block_students`): trained together on every input (`train_students`), each on its
+    pair head's confident target rows and both on the labeled rows, before any label.
+
+    Why. Where the blocks leak (`blocks.BlockTest.leaky`), each block holds part of the other's
+    feature, and a head that sees one block misses it (456, `pca` family, seed 8: the label's
+    block head 0.921, the backbone told the truth 0.946). A student that sees every input has
+    it. The labeled rows fit both features; the diversity term between the two students keeps
+    them apart on the target, where the features are independent (docs/head-search.md).
+
+    Args:
+      config: the run's configuration (backbone, steps, refine_drop, diversity_weight).
+      dataset: the (encoded) data set.
+      ensemble: the heads, the joint pair's seeing one block each (`training.joint_pair`).
+      key: PRNG key of the students.
+
+    Returns:
+      The ensemble with `pair_students` set; its timings include the students'.
+    """
+    pair = list(training.joint_pair(config))
+    teachers = ensemble.predict_proba(dataset.x_target)[pair]
+    students, _ = train_students(config, dataset, teachers, key, with_labeled=True,
+                                 desc="the block pair's students")
+    return _with_student(ensemble, "pair_students", students)
 
 
 def train_students(config: Config, dataset: Dataset, teachers: np.ndarray, key: jax.Array,

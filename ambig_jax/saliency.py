@@ -57,15 +57,21 @@ def gradient_saliency(ensemble: training.TrainedEnsemble, x: np.ndarray,
         (zeros where a head never predicts c); a pair averaged over several starts
         (`training.replicate_pair`) gets the mean of its starts' maps, each start's over the
         rows it predicts as c; an anchor replaced by its student (`Config.anchor_student`)
-        gets the student's map.
+        gets the student's map, and a joint pair that stands for its students
+        (`Config.block_students`) theirs.
       counts: [H, C] how many rows each map averages.
     """
-    if ensemble.anchor_student is not None:
-        maps, counts = gradient_saliency(dataclasses.replace(ensemble, anchor_student=None), x,
-                                         max_rows, batch_size)
-        student_maps, student_counts = gradient_saliency(ensemble.anchor_student, x, max_rows,
-                                                         batch_size)
-        maps[0], counts[0] = student_maps[0], student_counts[0]
+    students = [(student, heads) for student, heads in (
+        (ensemble.anchor_student, [0]),
+        (ensemble.pair_students, list(training.joint_pair(ensemble.config) or ())))
+        if student is not None]
+    if students:
+        maps, counts = gradient_saliency(
+            dataclasses.replace(ensemble, anchor_student=None, pair_students=None), x, max_rows,
+            batch_size)
+        for student, heads in students:
+            student_maps, student_counts = gradient_saliency(student, x, max_rows, batch_size)
+            maps[heads], counts[heads] = student_maps, student_counts
         return maps, counts
     if ensemble.replicas:
         return _replicated_saliency(ensemble, x, max_rows, batch_size)

@@ -87,11 +87,16 @@ class TrainedEnsemble:
     averaged: tuple[int, ...] = ()  # the starts in the mean (0: this ensemble's, r: replica r)
     # `Config.anchor_student`: a one-member ensemble that stands for the ERM anchor (head 0)
     anchor_student: "TrainedEnsemble | None" = None
+    # `Config.block_students`: a two-head ensemble that stands for the joint pair, whose heads
+    # see one block each, where the blocks leak (`refinement.with_pair_students`)
+    pair_students: "TrainedEnsemble | None" = None
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
         """Class probabilities [H, N, C] of every head on raw inputs x [N, *S]; a replicated
         pair's heads are the mean of their replicas' (`replicate_pair`), and the anchor is
-        its student's where it has one (`anchor_student`)."""
+        its student's where it has one (`anchor_student`); the joint pair's heads are their
+        students' classes with the pair heads' doubt where they have students
+        (`pair_students`, `with_teacher_doubt`)."""
         apply = _jitted_probs(self.module)
         rows = self.standardizer(np.asarray(x, np.float32))
         chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
@@ -103,7 +108,29 @@ class TrainedEnsemble:
                 probs, lambda replica: replica.predict_proba(x, batch_size))
         if self.anchor_student is not None:
             probs[0] = self.anchor_student.predict_proba(x, batch_size)[0]
+        if self.pair_students is not None:
+            pair = list(joint_pair(self.config))
+            classes = self.pair_students.predict_proba(x, batch_size).argmax(-1)
+            probs[pair] = [with_teacher_doubt(teacher, c)
+                           for teacher, c in zip(probs[pair], classes)]
         return probs
+
+    @property
+    def student_masks(self) -> np.ndarray | None:
+        """The input masks a head's refinement student may be held to (`blocks.kept_block`):
+        the heads' own, but None where the joint pair stands for students that see every input
+        (`pair_students`): the blocks leak, and a student held to one block would miss what
+        of its feature the other carries."""
+        return None if self.pair_students is not None else self.masks
+
+    def complement(self, head: int) -> int | None:
+        """The joint pair's other head where `head` is one of the pair's students
+        (`pair_students`): the head that reads the other block's feature, with which its
+        refinement learns (`refinement.refine`); else None."""
+        pair = joint_pair(self.config)
+        if self.pair_students is None or head not in pair:
+            return None
+        return pair[1] if head == pair[0] else pair[0]
 
     def mean_of_starts(self, first: np.ndarray, of_replica) -> np.ndarray:
         """[2, ...] the replicated pair's mean over its `averaged` starts of a per-head
@@ -120,6 +147,19 @@ class TrainedEnsemble:
         probs = self.predict_proba(x)
         return np.stack([unsmooth(p, self.config.label_smoothing) if push else p
                          for p, push in zip(probs, pushed_heads(self.config))])
+
+
+def with_teacher_doubt(teacher: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """[N, C]: a student's predicted `classes` [N] with its teacher's doubt: the teacher's
+    probabilities `teacher` [N, C], its largest swapped onto the student's class where the two
+    disagree. A student learned its teacher's confident rows as certain, so its own probability
+    says nothing of how likely it is right; the teacher's does."""
+    rows = np.arange(len(teacher))
+    taught = teacher.argmax(-1)
+    doubted = teacher.copy()
+    doubted[rows, classes] = teacher[rows, taught]
+    doubted[rows, taught] = teacher[rows, classes]
+    return doubted
 
 
 def unsmooth(probs: np.ndarray, smoothing: float) -> np.ndarray:

@@ -20,25 +20,29 @@ SMOKE = PRESETS["smoke"]
 
 
 def two_feature_rows(rng, num_rows: int, agree: bool, mixed: bool, width: int = 6,
-                     ones: float = 0.5, noise: float = 0.3):
+                     ones: float = 0.5, noise: float = 0.3, leak: bool = False):
     """Rows of 2 * width features. Block A's features are noisy copies of one class a, block
     B's of another class b; b = a on labeled rows (`agree`), independent on the target. With
     `mixed`, every feature carries a + b (no block holds one class alone). `ones`: the share
-    of rows whose a is 1; `noise`: each feature's standard deviation around its class."""
+    of rows whose a is 1; `noise`: each feature's standard deviation around its class. With
+    `leak`, the last feature of each block carries a - b, which weighs both classes and is 0
+    where they agree (as a linear embedding's components weigh both digits)."""
     a = (rng.random(num_rows) < ones).astype(np.int64)
     b = a.copy() if agree else rng.integers(0, 2, num_rows)
     signal_a, signal_b = (a + b, a + b) if mixed else (a, b)
     x = np.concatenate([np.repeat(signal_a[:, None], width, 1),
                         np.repeat(signal_b[:, None], width, 1)], axis=1)
+    if leak:
+        x[:, [width - 1, 2 * width - 1]] = (a - b)[:, None]
     x = x + rng.normal(0, noise, (num_rows, 2 * width))
     return x.astype(np.float32), a
 
 
-def two_feature_set(seed: int = 0, mixed: bool = False) -> loader.Dataset:
+def two_feature_set(seed: int = 0, mixed: bool = False, leak: bool = False) -> loader.Dataset:
     rng = np.random.default_rng(seed)
-    x_l, y_l = two_feature_rows(rng, 600, True, mixed)
-    x_u, _ = two_feature_rows(rng, 300, False, mixed)
-    x_t, _ = two_feature_rows(rng, 600, False, mixed)
+    x_l, y_l = two_feature_rows(rng, 600, True, mixed, leak=leak)
+    x_u, _ = two_feature_rows(rng, 300, False, mixed, leak=leak)
+    x_t, _ = two_feature_rows(rng, 600, False, mixed, leak=leak)
     return loader.from_arrays(catalog.CATALOG[0], x_l, y_l, x_u, x_t)
 
 
@@ -112,6 +116,48 @@ def test_two_blocks_pass_the_test_and_mask_the_joint_pair():
     predicted = ensemble.predict_proba(dataset.x_target).argmax(-1)
     pair_kappa = blocks.cohen_kappa(predicted[first], predicted[second], 2)
     assert abs(pair_kappa) < 0.1
+
+
+def test_blocks_that_each_carry_part_of_the_others_feature_leak():
+    clean = blocks.test_blocks(SMOKE, two_feature_set(), jax.random.key(0))
+    assert len(clean.leaks) == 2 and max(clean.leaks) < blocks.INDEPENDENT_KAPPA
+    assert not clean.leaky and "leaky" not in clean.describe(), clean.describe()
+    # inputs a - b: the block that holds one with a's inputs foretells b
+    leaky = blocks.test_blocks(SMOKE, two_feature_set(leak=True), jax.random.key(0))
+    assert leaky.independent and leaky.leaky, leaky.describe()
+    assert max(leaky.leaks) > 0.8 and "leaky" in leaky.describe()
+    # blocks that did not pass are not measured
+    mixed = blocks.test_blocks(SMOKE, two_feature_set(mixed=True), jax.random.key(0))
+    assert mixed.leaks == () and not mixed.leaky
+
+
+def test_where_the_blocks_leak_the_pair_stands_for_students_that_see_every_input():
+    dataset, key, lines = two_feature_set(leak=True), jax.random.key(0), []
+    x = dataset.x_target
+    plain, _ = pipeline.train_heads(SMOKE.replace(block_students=False), dataset, key,
+                                    log=lambda _: None)
+    ensemble, test = pipeline.train_heads(SMOKE, dataset, key, log=lines.append)
+    assert test.leaky and plain.pair_students is None and ensemble.pair_students is not None
+    assert any("the blocks leak" in line for line in lines)
+    first, second = pair = training.joint_pair(SMOKE)
+    before, probs = plain.predict_proba(x), ensemble.predict_proba(x)
+    np.testing.assert_array_equal(probs[:first], before[:first])  # the chain as trained
+    # each pair head: its student's classes, with its block head's probabilities (its doubt)
+    students = ensemble.pair_students.predict_proba(x).argmax(-1)
+    np.testing.assert_array_equal(probs[list(pair)].argmax(-1), students)
+    np.testing.assert_allclose(np.sort(probs[list(pair)], -1), np.sort(before[list(pair)], -1))
+    for head, student in zip(pair, students):  # each follows its block head
+        assert np.mean(student == before[head].argmax(-1)) > 0.9
+    # a student of a pair head sees every input and learns with the other pair head
+    assert ensemble.student_masks is None and plain.student_masks is plain.masks
+    assert (ensemble.complement(first), ensemble.complement(second)) == (second, first)
+    assert ensemble.complement(0) is None and plain.complement(first) is None
+    refined = pipeline.refine_head(SMOKE, dataset, ensemble, ensemble.calibrated_proba(x),
+                                   second, {}, key, unshifted=False)
+    assert refined.with_complement
+    # blocks that do not leak keep their heads
+    clean, _ = pipeline.train_heads(SMOKE, two_feature_set(), key, log=lambda _: None)
+    assert clean.masks is not None and clean.pair_students is None
 
 
 def test_the_pair_holds_its_blocks_balance_on_a_target_with_another():
@@ -218,9 +264,12 @@ def test_the_test_is_recorded():
     assert not blocks.BlockTest(block=test.block, kappa=0.05, labeled_kappa=0.3,
                                 seconds=0.0).independent  # the labels are not explained
     assert test.held_outs(Config(num_heads=4)) == ()  # measured on no held-out rows
-    measured = dataclasses.replace(test, held_out_correct=(40, 30), held_out_rows=50)
+    assert test.leaks == () and not test.leaky  # not measured
+    measured = dataclasses.replace(test, held_out_correct=(40, 30), held_out_rows=50,
+                                   leaks=(0.1, 0.5))
     again = serialization.from_json(blocks.BlockTest, serialization.to_json(measured))
     assert again.held_out_correct == (40, 30) and again.held_out_rows == 50
+    assert again.leaks == (0.1, 0.5) and again.leaky and "leaky" in again.describe()
     assert [(h.heads, h.correct) for h in again.held_outs(Config(num_heads=4))] == [
         ((2,), 40), ((3,), 30)]
     # what the label loop reads: the same, unless there is no test or the rule turns it off

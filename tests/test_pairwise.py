@@ -202,7 +202,7 @@ def test_pair_heads_that_read_one_side_agree_across_pairs():
 def test_a_student_keeps_its_teachers_doubt():
     teacher = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]])
     # the student agrees on row 0, picks the teacher's second class on row 1, its third on row 2
-    doubted = pairwise.with_teacher_doubt(teacher, np.array([0, 1, 0]))
+    doubted = training.with_teacher_doubt(teacher, np.array([0, 1, 0]))
     np.testing.assert_allclose(doubted, [[0.7, 0.2, 0.1], [0.35, 0.4, 0.25], [0.8, 0.1, 0.1]])
     np.testing.assert_array_equal(doubted.argmax(-1), [0, 1, 0])
 

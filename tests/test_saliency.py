@@ -49,7 +49,7 @@ def test_a_pair_averaged_over_starts_gets_the_mean_of_their_maps():
 
 
 @pytest.mark.slow
-def test_an_anchor_replaced_by_its_student_gets_the_students_map():
+def test_heads_replaced_by_their_students_get_the_students_maps():
     ds = _tiny_images(np.random.default_rng(0))
     config = Config(num_heads=3, steps=20)
     ens = training.train(config, ds)
@@ -61,6 +61,13 @@ def test_an_anchor_replaced_by_its_student_gets_the_students_map():
     np.testing.assert_allclose(maps[0], student[0])
     np.testing.assert_array_equal(counts[0], student_counts[0])
     np.testing.assert_allclose(maps[1:], first[1:])
+    # the joint pair (heads 1 and 2) standing for its students (`Config.block_students`)
+    both = refinement.with_pair_students(config, ds, with_student, jax.random.key(6))
+    maps, counts = saliency.gradient_saliency(both, ds.x_target)
+    pair, pair_counts = saliency.gradient_saliency(both.pair_students, ds.x_target)
+    np.testing.assert_allclose(maps[1:], pair)
+    np.testing.assert_array_equal(counts[1:], pair_counts)
+    np.testing.assert_allclose(maps[0], student[0])
 
 
 @pytest.mark.slow
