@@ -242,13 +242,30 @@ def kept_block(masks: np.ndarray | None, predictions: np.ndarray, head: int,
     """
     if masks is None:
         return None
-    if not masks[head].all():
-        return masks[head]
     seeing = [h for h in range(len(masks)) if not masks[h].all()]
-    kappas = [cohen_kappa(predictions[head], predictions[h], num_classes) for h in seeing]
+    followed = followed_head(predictions, head, seeing, num_classes)
+    return None if followed is None else masks[followed]
+
+
+def followed_head(predictions: np.ndarray, head: int, candidates, num_classes: int
+                  ) -> int | None:
+    """The head among `candidates` whose feature `head` follows: itself if it is one, else the
+    one it agrees with most on the target if that is at least as the test asks two
+    explanations to agree on the labeled rows (kappa above `AGREEING_KAPPA`), else None.
+
+    Args:
+      predictions: [H, N] the heads' classes on the target rows.
+      head: the kept head.
+      candidates: heads that each read one feature (the joint pair's, where the blocks passed).
+      num_classes: C.
+    """
+    candidates = list(candidates)
+    if head in candidates:
+        return head
+    kappas = [cohen_kappa(predictions[head], predictions[h], num_classes) for h in candidates]
     if not kappas or max(kappas) <= AGREEING_KAPPA:
         return None
-    return masks[seeing[int(np.argmax(kappas))]]
+    return candidates[int(np.argmax(kappas))]
 
 
 def applies(config: Config, dataset: Dataset) -> bool:

@@ -130,9 +130,10 @@ class Config:
       that each weigh both features, as a linear embedding's components do), the joint pair's
       heads, which see one block each, stand for their two students, which see every input
       and learn together on their confident target rows and the labeled rows
-      (`refinement.with_pair_students`); the refinement of one of them learns with the other,
-      and no refinement student is held to one block (docs/head-search.md). One two-head
-      training where the blocks leak; none elsewhere.
+      (`refinement.with_pair_students`); the refinement of one of them, or of a head that
+      follows one of them (`blocks.followed_head`), learns with the other, and no refinement
+      student is held to one block (docs/head-search.md). One two-head training and two
+      members (the leak, `blocks.leaks`) where the blocks pass; none elsewhere.
     pairwise: with more than two classes (a label per pair of classes within the budget, and
       no feature blocks that passed), composite heads follow the usual ones: each couples one
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest

@@ -254,6 +254,7 @@ class PairwiseHeads:
     students: training.TrainedEnsemble | None = None
     masks: None = None  # every head sees every input
     student_masks: None = None  # and so does every refinement student
+    pair_students: None = None  # no feature blocks, so no block pair's students
 
     @property
     def num_classes(self) -> int:

@@ -172,7 +172,11 @@ def refine_head(config: Config, dataset: Dataset,
     """
     classes = probs.argmax(-1)
     mask = blocks_lib.kept_block(ensemble.student_masks, classes, head, dataset.num_classes)
-    complement = ensemble.complement(head)
+    followed = head
+    if ensemble.pair_students is not None:  # a head that follows one of them learns with the other
+        followed = blocks_lib.followed_head(classes, head, training.joint_pair(config),
+                                            dataset.num_classes)
+    complement = None if followed is None else ensemble.complement(followed)
     rival = (refinement_lib.rival(classes, head, dataset.num_classes)
              if config.refine_by_rival else None)
     # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and

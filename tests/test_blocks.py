@@ -152,9 +152,15 @@ def test_where_the_blocks_leak_the_pair_stands_for_students_that_see_every_input
     assert ensemble.student_masks is None and plain.student_masks is plain.masks
     assert (ensemble.complement(first), ensemble.complement(second)) == (second, first)
     assert ensemble.complement(0) is None and plain.complement(first) is None
-    refined = pipeline.refine_head(SMOKE, dataset, ensemble, ensemble.calibrated_proba(x),
-                                   second, {}, key, unshifted=False)
+    calibrated = ensemble.calibrated_proba(x)
+    refined = pipeline.refine_head(SMOKE, dataset, ensemble, calibrated, second, {}, key,
+                                   unshifted=False)
     assert refined.with_complement
+    # so does a head that follows one of them (the anchor, which learned a = b)
+    follows = blocks.followed_head(calibrated.argmax(-1), 0, pair, 2)
+    assert follows in pair
+    assert pipeline.refine_head(SMOKE, dataset, ensemble, calibrated, 0, {}, key,
+                                unshifted=False).with_complement
     # blocks that do not leak keep their heads
     clean, _ = pipeline.train_heads(SMOKE, two_feature_set(), key, log=lambda _: None)
     assert clean.masks is not None and clean.pair_students is None
@@ -298,6 +304,8 @@ def test_the_kept_heads_block():
     np.testing.assert_array_equal(blocks.kept_block(masks, predictions, 0, 2), masks[3])
     assert blocks.kept_block(masks, predictions, 1, 2) is None
     assert blocks.kept_block(None, predictions, 2, 2) is None  # no blocks passed
+    # the same, head by head
+    assert [blocks.followed_head(predictions, h, (2, 3), 2) for h in range(4)] == [3, None, 2, 3]
 
 
 def test_blocks_that_pass_show_a_shift():
