@@ -180,10 +180,14 @@ def refine_head(config: Config, dataset: Dataset,
     rival = (refinement_lib.rival(classes, head, dataset.num_classes)
              if config.refine_by_rival else None)
     # the labeled rows are a fair sample of the kept hypothesis on an unshifted target, and
-    # for a student that sees one block (whose feature is then the label there)
+    # for a student that sees one block (whose feature is then the label there); a block
+    # pair's students learned them together, each beside the other, and so does a refinement
+    # that learns with one of them
+    pair_complement = ensemble.pair_students is not None and complement is not None
     refined = refinement_lib.refine(config, dataset, probs[head], revealed,
                                     jax.random.fold_in(train_key, 1),
-                                    with_labeled=unshifted or mask is not None, mask=mask,
+                                    with_labeled=unshifted or mask is not None or pair_complement,
+                                    mask=mask,
                                     complement=None if complement is None else probs[complement],
                                     strata=None if rival is None else classes[rival])
     return dataclasses.replace(refined, rival=rival)

@@ -155,7 +155,8 @@ def test_where_the_blocks_leak_the_pair_stands_for_students_that_see_every_input
     calibrated = ensemble.calibrated_proba(x)
     refined = pipeline.refine_head(SMOKE, dataset, ensemble, calibrated, second, {}, key,
                                    unshifted=False)
-    assert refined.with_complement
+    # and, as the pair's students did, the labeled rows (where a = b) beside the other
+    assert refined.with_complement and refined.labeled_rows == len(dataset.y_labeled)
     # so does a head that follows one of them (the anchor, which learned a = b)
     follows = blocks.followed_head(calibrated.argmax(-1), 0, pair, 2)
     assert follows in pair
