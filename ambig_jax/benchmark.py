@@ -185,8 +185,9 @@ def calibration_table(calibrations: dict[str, dict]) -> str:
 
 
 def run(seeds, ids, strategies, base: Config, output_dir, pictures=False, log=print,
-        embedding: str = "tanh") -> list[RunRecord]:
-    """Every (seed, strategy) over the generated sets `ids`; one record per run.
+        embedding: str = "tanh", jobs: int = 1) -> list[RunRecord]:
+    """Every (seed, strategy) over the generated sets `ids`; one record per run, `jobs` sets
+    at once (`challenge.run_sets`: then the sets' seconds are measured sharing the cores).
 
     Seed s generates the data (`cache.generated_dir(s, embedding)`, `embedding` the family of
     sets 23 and 456's embedding) and seeds training and queries; a
@@ -203,7 +204,7 @@ def run(seeds, ids, strategies, base: Config, output_dir, pictures=False, log=pr
             config = base.replace(strategy=strategy, seed=seed)
             run_dir = pathlib.Path(output_dir) / f"seed{seed}" / strategy
             rows += scored(challenge.run_sets(ids, config, data_dir, run_dir,
-                                              pictures=pictures, log=log))
+                                              pictures=pictures, log=log, jobs=jobs))
     return rows
 
 

@@ -31,6 +31,8 @@ _PICTURES = flags.DEFINE_bool("pictures", False, "Also write every run's figures
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete an earlier benchmark in output_dir.")
 _TABLES_ONLY = flags.DEFINE_bool("tables_only", False, "Run nothing: rebuild benchmark.md and the "
                                  "summary from the records of output_dir/benchmark.json.")
+_JOBS = config_flags.define_jobs(" (seconds are then measured sharing the cores; --jobs=1 "
+                                 "for timings)")
 _EMBEDDING = flags.DEFINE_enum("embedding", "tanh", generator.EMBEDDINGS,
                                 generator.EMBEDDING_HELP)
 
@@ -50,12 +52,14 @@ def main(argv):
                                  "reused); pass --overwrite to delete it or pick another folder")
         shutil.rmtree(output_dir)
     base = config_flags.build()
+    jobs = config_flags.jobs(_JOBS, len(ids))
     rows = benchmark.run([int(s) for s in _SEEDS.value], ids,
                          _STRATEGIES.value, base, output_dir, _PICTURES.value,
-                         log=lambda line: print(line, flush=True), embedding=_EMBEDDING.value)
+                         log=lambda line: print(line, flush=True), embedding=_EMBEDDING.value,
+                         jobs=jobs)
     print(benchmark.write_tables(output_dir, rows, {
         "config": base.to_json(), "overrides": config_flags.overrides(), "embedding": _EMBEDDING.value,
-        "varied": ["strategy", "seed"], "machine": benchmark.machine()}))
+        "varied": ["strategy", "seed"], "machine": benchmark.machine(), "jobs": jobs}))
 
 
 if __name__ == "__main__":

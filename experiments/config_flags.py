@@ -7,13 +7,14 @@ one field, typed from the dataclass (`Config.override`): `hidden=512,256`, `refi
 `rule.exact_prior=0`. Unknown fields and bad values stop the run with a message that lists the
 fields. `--noprogress` turns the progress bars off (they are never drawn into a log file);
 `--nocompilation_cache` keeps compiled programs from being stored between runs. The flags that
-several entry points share are read here too: `--dataset` (`dataset_ids`) and `--seeds`
-(`define_seeds`), so that a bad value stops every one of them before any work, with a message.
+several entry points share are read here too: `--dataset` (`dataset_ids`), `--seeds`
+(`define_seeds`) and `--jobs` (`define_jobs`), so that a bad value stops every one of them before any work, with a message.
 """
 
 from absl import app
 from absl import flags
 
+from ambig_jax import challenge
 from ambig_jax import config as config_lib
 from ambig_jax import progress
 from ambig_jax import training
@@ -64,6 +65,19 @@ def define_seeds(default: list[str], help_text: str) -> flags.FlagHolder:
     flags.register_validator("seeds", lambda seeds: all(_is_integer(s) for s in seeds),
                              message="--seeds takes comma-separated integers, e.g. --seeds=0,1,2")
     return holder
+
+
+def define_jobs(note: str = "") -> flags.FlagHolder:
+    """A `--jobs` flag: how many sets `challenge.run_sets` solves at once (0, the default:
+    `challenge.default_jobs`); read it with `jobs`."""
+    return flags.DEFINE_integer("jobs", 0, "Sets solved at once, each in its own process; 0: "
+                                "one per CPU core as memory allows, one on a GPU or TPU" + note
+                                + ".", lower_bound=0)
+
+
+def jobs(holder: flags.FlagHolder, num_sets: int) -> int:
+    """The `--jobs` value, 0 resolved to `challenge.default_jobs` for `num_sets` sets."""
+    return holder.value or challenge.default_jobs(num_sets)
 
 
 def _is_integer(text: str) -> bool:

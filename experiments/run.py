@@ -4,8 +4,9 @@ With no --data_dir, the sets are generated from the bundled MNIST into a cache f
 local oracle answers from their hidden labels. Outputs go to
 `<output_dir>/<id>_<name>/{submission.csv, report.json, config.json, heads.npz, report.html,
 *.png}`; revealed labels are kept in `<output_dir>/labels.sqlite`, so a rerun never asks for a
-label twice. Any `Config` field can be set: `--set seed=1 --set strategy=divdis`,
-`--config=smoke` for a run of seconds (`experiments.config_flags`).
+label twice. Several sets run at once, one per CPU core (`--jobs`). Any `Config` field can be
+set: `--set seed=1 --set strategy=divdis`, `--config=smoke` for a run of seconds
+(`experiments.config_flags`).
 """
 
 import os
@@ -28,6 +29,7 @@ _ORACLE = flags.DEFINE_enum("oracle", "local", ["local", "http"], "Who answers l
 _ORACLE_URL = flags.DEFINE_string("oracle_url", None, "Reveal API base URL (--oracle=http); "
                                   "credentials from HACKATHON_USERNAME/HACKATHON_PASSWORD.")
 _PICTURES = flags.DEFINE_bool("pictures", True, "Write the PNG figures and report.html.")
+_JOBS = config_flags.define_jobs()
 _FORCE = flags.DEFINE_bool("force", False, "Replace (or, when the run abstains, remove) a "
                            "submission.csv that holds an earlier run's other predictions.")
 
@@ -48,9 +50,10 @@ def main(argv):
         ids = loader.available_ids(_DATA_DIR.value)
     else:
         ids = config_flags.dataset_ids(_DATASET.value, generated=_DATA_DIR.value is None)
+    jobs = config_flags.jobs(_JOBS, len(ids))
     results = challenge.run_sets(ids, config, _DATA_DIR.value, _OUTPUT_DIR.value,
                                  _ORACLE.value, _ORACLE_URL.value, _FORCE.value,
-                                 _PICTURES.value)
+                                 _PICTURES.value, jobs=jobs)
     if len(results) > 1:
         print(challenge.score_table(results))
     failed = [r for r in results if isinstance(r, challenge.Failure)]

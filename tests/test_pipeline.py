@@ -119,8 +119,8 @@ def test_local_oracle_needs_hidden_labels(tmp_path, toy_dir):
 
 def test_a_failing_set_is_reported_and_the_others_still_run(toy_dir, tmp_path):
     logged = []
-    results = challenge.run_sets([1, 0], SMOKE, toy_dir, tmp_path, "local", pictures=False,
-                                 log=logged.append)
+    results = challenge.run_sets([1, 0], SMOKE, toy_dir, tmp_path / "one", "local",
+                                 pictures=False, log=logged.append)
     assert isinstance(results[0], challenge.Failure) and "no folder for data set 1" in \
         results[0].error
     assert results[1].dataset.id == 0 and results[1].labels_used == 5
@@ -128,6 +128,29 @@ def test_a_failing_set_is_reported_and_the_others_still_run(toy_dir, tmp_path):
     table = challenge.score_table(results)
     assert "| 01_mnist_cc | | | | failed: DatasetError" in table
     assert "of 2 |" in table  # the failed set counts its default, as an abstention
+
+    # The same sets in two worker processes, set 0 named twice (it runs once): the workers'
+    # lines reach the caller's log, and the outputs are those of one set at a time.
+    logged = []
+    at_once = challenge.run_sets([1, 0, 0], SMOKE, toy_dir, tmp_path / "two", "local",
+                                 pictures=False, log=logged.append, jobs=2)
+    assert isinstance(at_once[0], challenge.Failure) and at_once[0].error == results[0].error
+    assert at_once[1] == at_once[2] and at_once[1].chosen_head == results[1].chosen_head
+    name = results[1].dataset.name
+    written = [(tmp_path / run / name / "submission.csv").read_text() for run in ("one", "two")]
+    assert written[0] == written[1]
+    assert any(line.startswith("[01_mnist_cc] FAILED: DatasetError") for line in logged)
+    assert sum(line.startswith(f"[{name}] labels used 5") for line in logged) == 1
+
+
+def test_default_jobs_one_per_core_as_memory_allows():
+    gib = 2**30
+    assert challenge.default_jobs(14, cores=2, memory=24 * gib, backend="cpu") == 2
+    assert challenge.default_jobs(14, cores=16, memory=16 * gib, backend="cpu") == 2
+    assert challenge.default_jobs(14, cores=8, memory=4 * gib, backend="cpu") == 1
+    assert challenge.default_jobs(1, cores=8, memory=64 * gib, backend="cpu") == 1
+    assert challenge.default_jobs(14, cores=8, memory=64 * gib, backend="gpu") == 1
+    assert 1 <= challenge.default_jobs(3) <= 3
 
 
 @pytest.mark.slow
