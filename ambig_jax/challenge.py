@@ -4,8 +4,9 @@ Sets are independent, so `run_sets` solves several at once, each in its own proc
 by default one per CPU core as memory allows, `default_jobs`): a run keeps one core busy for
 much of its time (the label loop, the numpy between trainings, small programs), and a second
 set fills the other. On this project's 2-core machines `--dataset=all` takes 0.76 of the time
-of one set at a time, with the same outputs (docs/speed.md, "Two sets at once"). Each set's log lines reach the
-caller's `log` as they are written, so the sets' lines interleave, each with its set's name.
+of one set at a time, with the same outputs (docs/speed.md, "Two sets at once"). Each set's
+log lines reach the caller's `log` as they are written, so the sets' lines interleave, each
+with its set's name.
 """
 
 import concurrent.futures

@@ -132,8 +132,9 @@ class Config:
       and learn together on their confident target rows and the labeled rows
       (`refinement.with_pair_students`); the refinement of one of them, or of a head that
       follows one of them (`blocks.followed_head`), learns with the other and the labeled
-      rows, and no refinement student is held to one block (docs/head-search.md). One two-head training and two
-      members (the leak, `blocks.leaks`) where the blocks pass; none elsewhere.
+      rows, and no refinement student is held to one block (docs/head-search.md). One
+      two-head training and two members (the leak, `blocks.leaks`) where the blocks pass;
+      none elsewhere.
     pairwise: with more than two classes (a label per pair of classes within the budget, and
       no feature blocks that passed), composite heads follow the usual ones: each couples one
       head of every pair of classes' binary joint pair, trained on the rows whose two likeliest

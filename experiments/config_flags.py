@@ -8,7 +8,8 @@ one field, typed from the dataclass (`Config.override`): `hidden=512,256`, `refi
 fields. `--noprogress` turns the progress bars off (they are never drawn into a log file);
 `--nocompilation_cache` keeps compiled programs from being stored between runs. The flags that
 several entry points share are read here too: `--dataset` (`dataset_ids`), `--seeds`
-(`define_seeds`) and `--jobs` (`define_jobs`), so that a bad value stops every one of them before any work, with a message.
+(`define_seeds`) and `--jobs` (`define_jobs`), so that a bad value stops every one of them
+before any work, with a message.
 """
 
 from absl import app
