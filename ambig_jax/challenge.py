@@ -1,23 +1,16 @@
 """Playing the challenge on several data sets: solve each, write its outputs, sum the score.
 
-Sets are independent, so `run_sets` solves several at once, each in its own process (`jobs`,
-by default one per CPU core as memory allows, `default_jobs`): a run keeps one core busy for
-much of its time (the label loop, the numpy between trainings, small programs), and a second
-set fills the other. On this project's 2-core machines `--dataset=all` takes 0.76 of the time
-of one set at a time, with the same outputs (docs/speed.md, "Two sets at once"). Each set's
-log lines reach the caller's `log` as they are written, so the sets' lines interleave, each
-with its set's name.
+Sets are independent, so `run_sets` solves several at once, each in its own worker process
+(`workers.py`; `jobs`, by default one per CPU core as memory allows): on this project's 2-core
+machines `--dataset=all` takes 0.76 of the time of one set at a time, with the same outputs
+(docs/speed.md, "Two sets at once"). Each set's log lines reach the caller's `log` as they are
+written, so the sets' lines interleave, each with its set's name.
 """
 
-import concurrent.futures
 import dataclasses
-import multiprocessing
-import os
 import pathlib
-import threading
 import time
 
-import jax
 import numpy as np
 
 from ambig_jax import features
@@ -25,10 +18,10 @@ from ambig_jax import oracle as oracle_lib
 from ambig_jax import outputs
 from ambig_jax import pipeline
 from ambig_jax import plots
-from ambig_jax import progress
 from ambig_jax import record
 from ambig_jax import saliency
 from ambig_jax import training
+from ambig_jax import workers
 from ambig_jax.config import Config
 from ambig_jax.datasets import cache
 from ambig_jax.datasets import catalog
@@ -90,28 +83,6 @@ def make_oracle(kind: str, dataset_id: int, data_dir, output_dir, classes, budge
                              num_rows=num_rows)
 
 
-MEMORY_PER_JOB = 6 * 2**30  # bytes a set's process may need: 888's run peaks at 4.3 GB
-
-
-def default_jobs(num_sets: int, cores: int | None = None, memory: int | None = None,
-                 backend: str | None = None) -> int:
-    """How many sets `run_sets` solves at once by default: one per CPU core this process may
-    use, at most one per `MEMORY_PER_JOB` bytes of the machine's memory, and one on a GPU or
-    TPU (the processes would share its memory). Unknown figures are read from this machine."""
-    backend = jax.default_backend() if backend is None else backend
-    if backend != "cpu":
-        return 1
-    if cores is None:
-        cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count() or 1)
-    if memory is None:
-        try:
-            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, ValueError, OSError):  # not a POSIX system: cores decide
-            memory = cores * MEMORY_PER_JOB
-    return max(1, min(num_sets, cores, memory // MEMORY_PER_JOB))
-
-
 def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_kind="local",
              oracle_url=None, force=False, pictures=True, log=print,
              jobs: int = 1) -> list[RunRecord | Failure]:
@@ -129,27 +100,16 @@ def run_sets(ids, config: Config, data_dir=None, output_dir="outputs", oracle_ki
     jobs = min(jobs, len(ids))
     if jobs <= 1:
         return [_run_or_fail(dataset_id, *args, log=log) for dataset_id in ids]
-    context = multiprocessing.get_context("spawn")  # a forked JAX runtime can deadlock
-    lines = context.Queue()
-    relay = threading.Thread(target=lambda: [log(line) for line in iter(lines.get, None)],
-                             daemon=True)
-    relay.start()
     results = {}
-    try:
-        with concurrent.futures.ProcessPoolExecutor(
-                jobs, mp_context=context, initializer=_start_worker,
-                initargs=(lines, jax.config.jax_compilation_cache_dir)) as pool:
-            largest_first = sorted(set(ids), key=lambda i: _bytes_on_disk(data_dir, i),
-                                   reverse=True)  # a set named twice runs once
-            futures = {i: pool.submit(_run_or_fail, i, *args) for i in largest_first}
-            for dataset_id in futures:
-                try:
-                    results[dataset_id] = futures[dataset_id].result()
-                except Exception as e:  # noqa: BLE001: a worker that died (out of memory, say)
-                    results[dataset_id] = _failed(dataset_id, e, log)
-    finally:
-        lines.put(None)
-        relay.join()
+    with workers.pool(jobs, log) as pool:
+        largest_first = sorted(set(ids), key=lambda i: _bytes_on_disk(data_dir, i),
+                               reverse=True)  # a set named twice runs once
+        futures = {i: pool.submit(_run_or_fail, i, *args) for i in largest_first}
+        for dataset_id in futures:
+            try:
+                results[dataset_id] = futures[dataset_id].result()
+            except Exception as e:  # noqa: BLE001: a worker that died (out of memory, say)
+                results[dataset_id] = _failed(dataset_id, e, log)
     return [results[dataset_id] for dataset_id in ids]
 
 
@@ -157,7 +117,7 @@ def _run_or_fail(dataset_id: int, config: Config, data_dir, output_dir, oracle_k
                  force, pictures, log=None) -> RunRecord | Failure:
     """`run_set`, or the `Failure` it raised (logged): one failing set must not stop the
     others. In a worker process, `log` is the queue to the caller's."""
-    log = _worker_log if log is None else log
+    log = workers.log if log is None else log
     try:
         return run_set(dataset_id, config, data_dir, output_dir, oracle_kind, oracle_url,
                        force, pictures, log)
@@ -169,19 +129,6 @@ def _failed(dataset_id: int, error: Exception, log) -> Failure:
     failure = Failure.of(dataset_id, error)
     log(f"[{failure.name}] FAILED: {failure.error}")
     return failure
-
-
-_worker_log = print  # a worker process's log: its lines go to the caller's (`_start_worker`)
-
-
-def _start_worker(lines, compilation_cache_dir: str | None) -> None:
-    """A worker's setup: its log lines go to the caller's queue, no progress bars (several
-    processes cannot share a terminal line), the caller's compilation cache."""
-    global _worker_log
-    _worker_log = lines.put
-    progress.set_enabled(False)
-    if compilation_cache_dir:
-        training.use_compilation_cache(compilation_cache_dir)
 
 
 def _bytes_on_disk(data_dir, dataset_id: int) -> int:

@@ -15,10 +15,10 @@ before any work, with a message.
 from absl import app
 from absl import flags
 
-from ambig_jax import challenge
 from ambig_jax import config as config_lib
 from ambig_jax import progress
 from ambig_jax import training
+from ambig_jax import workers
 from ambig_jax.datasets import cache
 
 _CONFIG = flags.DEFINE_enum("config", "default", list(config_lib.PRESETS),
@@ -68,17 +68,18 @@ def define_seeds(default: list[str], help_text: str) -> flags.FlagHolder:
     return holder
 
 
-def define_jobs(note: str = "") -> flags.FlagHolder:
-    """A `--jobs` flag: how many sets `challenge.run_sets` solves at once (0, the default:
-    `challenge.default_jobs`); read it with `jobs`."""
-    return flags.DEFINE_integer("jobs", 0, "Sets solved at once, each in its own process; 0: "
+def define_jobs(note: str = "", what: str = "Sets solved") -> flags.FlagHolder:
+    """A `--jobs` flag: how many sets (`challenge.run_sets`) or other jobs run at once, each in
+    a worker process (`workers.py`; 0, the default: `workers.default_jobs`); read it with
+    `jobs`."""
+    return flags.DEFINE_integer("jobs", 0, f"{what} at once, each in its own process; 0: "
                                 "one per CPU core as memory allows, one on a GPU or TPU" + note
                                 + ".", lower_bound=0)
 
 
-def jobs(holder: flags.FlagHolder, num_sets: int) -> int:
-    """The `--jobs` value, 0 resolved to `challenge.default_jobs` for `num_sets` sets."""
-    return holder.value or challenge.default_jobs(num_sets)
+def jobs(holder: flags.FlagHolder, num_jobs: int) -> int:
+    """The `--jobs` value, 0 resolved to `workers.default_jobs` for `num_jobs` jobs."""
+    return holder.value or workers.default_jobs(num_jobs)
 
 
 def _is_integer(text: str) -> bool:

@@ -9,7 +9,6 @@ e.g. `--set num_heads=8 --set pool=unlabeled+target`.
 
 from absl import app
 from absl import flags
-import jax
 
 from ambig_jax import features
 from ambig_jax import pipeline
@@ -39,7 +38,7 @@ def main(argv):
         y_target = ds.to_index(generator.load_hidden_labels(data_dir, dataset_id))
         for strategy in _STRATEGIES.value:
             config = base.replace(strategy=strategy)
-            ens, _ = pipeline.train_heads(config, ds, jax.random.key(config.seed),
+            ens, _ = pipeline.train_heads(config, ds, pipeline.run_keys(config.seed)[0],
                                           log=lambda _: None)
             acc = (ens.predict_proba(ds.x_target).argmax(-1) == y_target[None]).mean(axis=1)
             heads = " ".join(f"{a:.3f}" for a in acc)

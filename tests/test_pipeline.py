@@ -143,16 +143,6 @@ def test_a_failing_set_is_reported_and_the_others_still_run(toy_dir, tmp_path):
     assert sum(line.startswith(f"[{name}] labels used 5") for line in logged) == 1
 
 
-def test_default_jobs_one_per_core_as_memory_allows():
-    gib = 2**30
-    assert challenge.default_jobs(14, cores=2, memory=24 * gib, backend="cpu") == 2
-    assert challenge.default_jobs(14, cores=16, memory=16 * gib, backend="cpu") == 2
-    assert challenge.default_jobs(14, cores=8, memory=4 * gib, backend="cpu") == 1
-    assert challenge.default_jobs(1, cores=8, memory=64 * gib, backend="cpu") == 1
-    assert challenge.default_jobs(14, cores=8, memory=64 * gib, backend="gpu") == 1
-    assert 1 <= challenge.default_jobs(3) <= 3
-
-
 @pytest.mark.slow
 def test_sum_set_end_to_end(tmp_path):
     # No head explains the sum set: whatever is kept scores below the default, and the decision
