@@ -5,9 +5,9 @@ head is from what the same backbone reaches when told the truth.
 
 For each generated set: the heads of the configured strategy (trained as a run trains them,
 with its training key `pipeline.run_keys`; before 2026-12-06 `jax.random.key(seed)`, a
-different draw; no label asked), the best head's accuracy on the whole target set, the accuracy of that head's
-refinement student (`refinement.py`: what a run writes when its labels keep that head, no label
-counted), and the supervised ceiling
+different draw; no label asked), the best head's accuracy on the whole target set, the
+accuracy of that head's refinement student (`refinement.py`: what a run writes when its labels
+keep that head, no label counted), and the supervised ceiling
 (`benchmark.supervised_ceilings`: one ERM member of the same backbone trained on the true
 labels of half the target set, scored on the other half, then a second one trained on that
 other half and scored on the first, so that every target row is scored once, as the best
